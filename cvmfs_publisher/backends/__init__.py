@@ -1,0 +1,1 @@
+"""Publishing backends behind the one Publisher interface."""

@@ -1,0 +1,75 @@
+"""The reflog ``.cvmfsreflog``: every root object ever published, for garbage collection (spec 7)."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from ..errors import FormatError
+from . import sqlitedb
+from .hashes import ContentHash, Suffix
+
+SCHEMA = "1.0"
+SCHEMA_REVISION = 0
+DDL = (
+    sqlitedb.PROPERTIES_DDL,
+    "CREATE TABLE refs (hash TEXT, type INTEGER, timestamp INTEGER, "
+    "CONSTRAINT pk_refs PRIMARY KEY (hash))",
+)
+
+
+class RefType(enum.IntEnum):
+    CATALOG = 0
+    CERTIFICATE = 1
+    HISTORY = 2
+    METAINFO = 3
+
+    @property
+    def suffix(self) -> Suffix:
+        return {0: Suffix.CATALOG, 1: Suffix.CERTIFICATE, 2: Suffix.HISTORY, 3: Suffix.METAINFO}[
+            self.value
+        ]
+
+
+class Reflog:
+    def __init__(self, file: Path, writable: bool) -> None:
+        self.file = file
+        self.conn = sqlitedb.connect(file, writable=writable)
+        self.properties = sqlitedb.get_properties(self.conn)
+        if self.properties.get("schema") != SCHEMA:
+            raise FormatError(f"reflog schema {self.properties.get('schema')!r} is not {SCHEMA}")
+
+    @classmethod
+    def create(cls, file: Path, fqrn: str) -> Reflog:
+        conn = sqlitedb.connect(file, writable=True, create=True)
+        conn.execute("BEGIN")
+        for statement in DDL:
+            conn.execute(statement)
+        sqlitedb.set_property(conn, "schema", SCHEMA)
+        sqlitedb.set_property(conn, "schema_revision", SCHEMA_REVISION)
+        sqlitedb.set_property(conn, "fqrn", fqrn)
+        sqlitedb.finalize(conn)
+        return cls(file, writable=True)
+
+    @property
+    def fqrn(self) -> str:
+        return self.properties.get("fqrn", "")
+
+    def add(self, content_hash: ContentHash, ref_type: RefType, timestamp: int) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO refs (hash, type, timestamp) VALUES (?, ?, ?)",
+            (str(content_hash), int(ref_type), timestamp),
+        )
+
+    def entries(self) -> list[tuple[ContentHash, RefType, int]]:
+        rows = self.conn.execute("SELECT hash, type, timestamp FROM refs ORDER BY timestamp")
+        return [(ContentHash.parse(h), RefType(t), int(ts)) for h, t, ts in rows]
+
+    def contains(self, content_hash: ContentHash, ref_type: RefType) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM refs WHERE hash = ? AND type = ?", (str(content_hash), int(ref_type))
+        ).fetchone()
+        return row is not None
+
+    def close(self) -> None:
+        sqlitedb.finalize(self.conn)

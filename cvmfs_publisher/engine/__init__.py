@@ -1,0 +1,1 @@
+"""The native engine: transactions, catalog trees, reading and verifying repositories."""

@@ -1,0 +1,373 @@
+"""The catalogs one transaction edits, and their rewrite from the leaves up.
+
+Only catalogs on the paths a publish touches are loaded, edited in place (SQLite working
+copies) and re-uploaded; every other nested catalog keeps its hash. That is what makes
+the cost of a publish follow the size of the change instead of the repository.
+
+Counters: ``self_*`` are recounted from a catalog's rows; ``subtree_*`` are carried as a
+delta (old value, minus the totals of removed or rewritten children, plus the new totals
+of rewritten children), so untouched children never have to be opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import shutil
+import stat
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..cvmfs.catalog import (
+    DIRECTORY_SIZE,
+    ROOT_MODE,
+    Catalog,
+    Chunk,
+    DirEntry,
+    Flag,
+    NestedRef,
+    file_flags,
+)
+from ..cvmfs.counters import Counters, Tally
+from ..cvmfs.hashes import Algorithm, ContentHash, parent_path
+from ..cvmfs.names import display, is_within
+from ..errors import InvalidPath
+from .entries import Kind
+from .staging import Node, Owner, StagedTree
+
+MARKER = ".cvmfscatalog"
+
+
+@dataclass(eq=False)
+class WorkingCatalog:
+    mountpoint: str
+    catalog: Catalog
+    parent: WorkingCatalog | None
+    old_hash: ContentHash | None = None
+    old_counters: Counters = field(default_factory=Counters)
+    previous: tuple[ContentHash, int] | None = None  # (hash, revision) this one succeeds
+    delta: Tally = field(default_factory=Tally)
+    relink: set[str] = field(default_factory=set)  # directories whose link count may change
+    retime: set[str] = field(default_factory=set)  # directories whose children changed
+    dirty: bool = False
+    done: tuple[ContentHash, int, DirEntry] | None = None  # new hash, size, root entry
+
+    @property
+    def counted_in_parent(self) -> bool:
+        return self.old_hash is not None
+
+    @property
+    def depth(self) -> int:
+        return self.mountpoint.count("/")
+
+    def touch(self, directory: str, *, retime: bool) -> None:
+        self.dirty = True
+        self.relink.add(directory)
+        if retime:
+            self.retime.add(directory)
+
+
+def root_entry(now: int, owner: Owner) -> DirEntry:
+    """The root directory as upstream's ``CreateRepository`` makes it."""
+    return DirEntry("", ROOT_MODE, DIRECTORY_SIZE, now, int(Flag.DIR), owner.uid, owner.gid,
+                    linkcount=2)
+
+
+class CatalogTree:
+    def __init__(
+        self,
+        workdir: Path,
+        fetch: Callable[[ContentHash], Path],
+        root_hash: ContentHash,
+        *,
+        now: int,
+        owner: Owner,
+        algorithm: Algorithm = Algorithm.SHA1,
+    ) -> None:
+        self.workdir = workdir
+        self.fetch = fetch
+        self.now = now
+        self.owner = owner
+        self.algorithm = algorithm
+        self.loaded: dict[str, WorkingCatalog] = {}
+        self._names = itertools.count()
+        self._previous: dict[str, tuple[ContentHash, int] | None] = {}
+        self._groups: dict[int, itertools.count] = {}
+        self.root = self._load("", root_hash, None)
+
+    # -- loading --------------------------------------------------------------------------
+
+    def _working_file(self) -> Path:
+        return self.workdir / f"catalog-{next(self._names)}.db"
+
+    def _load(self, mountpoint: str, content_hash: ContentHash, parent: WorkingCatalog | None
+              ) -> WorkingCatalog:
+        file = self._working_file()
+        shutil.copyfile(self.fetch(content_hash), file)
+        catalog = Catalog.open(file, writable=True)
+        catalog.begin()
+        wc = WorkingCatalog(mountpoint, catalog, parent, content_hash, catalog.counters(),
+                            (content_hash, catalog.revision))
+        self.loaded[mountpoint] = wc
+        return wc
+
+    def locate(self, path: str) -> WorkingCatalog:
+        """The deepest catalog containing ``path`` (for a mountpoint: the nested one)."""
+        wc = self.root
+        while True:
+            for ref in wc.catalog.nested():
+                if is_within(path, ref.path):
+                    child = self.loaded.get(ref.path)
+                    wc = child or self._load(ref.path, ref.content_hash, wc)
+                    break
+            else:
+                return wc
+
+    def lookup(self, path: str) -> DirEntry | None:
+        return self.locate(path).catalog.lookup(path)
+
+    # -- removing ---------------------------------------------------------------------------
+
+    def remove(self, path: str, *, retime: bool = True) -> bool:
+        """Delete ``path`` and everything below it, nested catalogs included.
+
+        ``retime=False`` when the path is about to be replaced: its parent keeps its mtime.
+        """
+        if path == "":
+            for child in self.root.catalog.listing(""):
+                self._remove_inside(self.root, f"/{child.name}")
+            self.root.touch("", retime=False)
+            return True
+        wc = self.locate(path)
+        if wc.catalog.lookup(path) is None:
+            return False
+        if path == wc.mountpoint:
+            parent = wc.parent
+            assert parent is not None
+            self._drop(wc)
+            parent.catalog.drop_nested(path)
+            parent.catalog.remove_tree(path)
+            parent.touch(parent_path(path), retime=retime)
+        else:
+            self._remove_inside(wc, path)
+            wc.touch(parent_path(path), retime=retime)
+        return True
+
+    def _remove_inside(self, wc: WorkingCatalog, path: str) -> None:
+        for ref in wc.catalog.nested():
+            if is_within(ref.path, path):
+                self._drop(self.loaded.get(ref.path) or self._load(ref.path, ref.content_hash, wc))
+                wc.catalog.drop_nested(ref.path)
+        wc.catalog.remove_tree(path)
+
+    def _drop(self, wc: WorkingCatalog) -> None:
+        """Forget a catalog and its loaded descendants; its parent loses its totals."""
+        assert wc.parent is not None
+        if wc.counted_in_parent:
+            wc.parent.delta = wc.parent.delta - wc.old_counters.total()
+        for mountpoint in [m for m in self.loaded if is_within(m, wc.mountpoint)]:
+            gone = self.loaded.pop(mountpoint)
+            with contextlib.suppress(Exception):
+                gone.catalog.conn.close()
+        self._previous[wc.mountpoint] = wc.previous
+
+    # -- inserting --------------------------------------------------------------------------
+
+    def ensure_directory(self, path: str) -> None:
+        """Create missing parents like ``mkdir -p``, as directories of the default owner."""
+        if path == "":
+            return
+        self.ensure_directory(parent_path(path))
+        wc = self.locate(path)
+        entry = wc.catalog.lookup(path)
+        if entry is None:
+            name = path.rsplit("/", 1)[1]
+            wc.catalog.add(path, DirEntry(name, ROOT_MODE, DIRECTORY_SIZE, self.now,
+                                          int(Flag.DIR), self.owner.uid, self.owner.gid,
+                                          linkcount=2))
+            wc.touch(parent_path(path), retime=True)
+        elif not entry.is_directory:
+            raise InvalidPath(f"cannot publish below {display(path)}: it is not a directory")
+
+    def insert(self, path: str, tree: StagedTree, *, existed: bool) -> None:
+        """Add a staged tree at ``path`` (whose parent exists and which itself does not)."""
+        rows: dict[WorkingCatalog, list[tuple[str, DirEntry, tuple[Chunk, ...]]]] = (
+            defaultdict(list)
+        )
+        if path == "":
+            if tree.root.kind is not Kind.DIR:
+                raise InvalidPath("the repository root can only be replaced by a directory")
+            self._place_children("", tree.root, self.root, rows)
+            self.root.touch("", retime=False)
+        else:
+            wc = self.locate(parent_path(path))
+            self._place(path, tree.root, wc, rows)
+            wc.touch(parent_path(path), retime=not existed)
+        for wc, items in rows.items():
+            wc.catalog.add_many(items)
+            wc.dirty = True
+
+    def _place(self, path: str, node: Node, wc: WorkingCatalog, rows: dict,
+               group: int = 0, members: int = 1) -> None:
+        name = path.rsplit("/", 1)[-1]
+        if node.kind is not Kind.DIR:
+            entry, chunks = _leaf_entry(node, name, self.algorithm)
+            if members > 1:
+                entry = entry.evolve(linkcount=members, hardlink_group=group)
+            rows[wc].append((path, entry, chunks))
+            return
+        entry = self._directory_entry(node, name)
+        if path and self._wants_catalog(node):
+            wc = self._new_nested(path, entry, wc)
+        else:
+            rows[wc].append((path, entry, ()))
+        self._place_children(path, node, wc, rows)
+
+    def _place_children(self, path: str, node: Node, wc: WorkingCatalog, rows: dict) -> None:
+        children = node.children or {}
+        members = _inode_members(children)
+        group_ids: dict[int, int] = {}
+        for name in sorted(children):
+            child = children[name]
+            inode = id(child.primary or child)
+            count = members.get(inode, 1)
+            if count > 1 and inode not in group_ids:
+                group_ids[inode] = self._next_group_id(wc)
+            self._place(f"{path}/{name}", child, wc, rows, group_ids.get(inode, 0), count)
+
+    def _next_group_id(self, wc: WorkingCatalog) -> int:
+        counter = self._groups.get(id(wc))
+        if counter is None:
+            counter = itertools.count(wc.catalog.max_hardlink_group() + 1)
+            self._groups[id(wc)] = counter
+        return next(counter)
+
+    @staticmethod
+    def _wants_catalog(node: Node) -> bool:
+        marker = (node.children or {}).get(MARKER)
+        return marker is not None and marker.kind is Kind.FILE
+
+    @staticmethod
+    def _directory_entry(node: Node, name: str) -> DirEntry:
+        subdirs = sum(1 for c in (node.children or {}).values() if c.kind is Kind.DIR)
+        return DirEntry(name, node.st_mode, DIRECTORY_SIZE, node.mtime, int(Flag.DIR),
+                        node.uid, node.gid, linkcount=2 + subdirs, xattr=node.xattr)
+
+    def _new_nested(self, path: str, entry: DirEntry, parent: WorkingCatalog) -> WorkingCatalog:
+        """Mountpoint row in the parent, a fresh catalog whose root row mirrors it."""
+        parent.catalog.add(path, entry.evolve(flags=int(Flag.DIR | Flag.NESTED_MOUNTPOINT)))
+        parent.catalog.set_nested(NestedRef(path, ContentHash.zero(self.algorithm), 0))
+        parent.dirty = True
+        previous = self._previous.get(path)
+        file = self._working_file()
+        catalog = Catalog.create(
+            file, path, entry.evolve(flags=int(Flag.DIR | Flag.NESTED_ROOT)),
+            {"revision": previous[1] if previous else 0, "last_modified": self.now},
+        )
+        catalog.begin()
+        wc = WorkingCatalog(path, catalog, parent, previous=previous, dirty=True)
+        self.loaded[path] = wc
+        return wc
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def finalize(self, store: Callable[[bytes], ContentHash], ttl: int) -> WorkingCatalog:
+        """Rewrite every dirty catalog and its ancestors, deepest first; returns the root."""
+        for wc in list(self.loaded.values()):
+            if wc.dirty:
+                ancestor = wc.parent
+                while ancestor is not None:
+                    ancestor.dirty = True
+                    ancestor = ancestor.parent
+        order = sorted((wc for wc in self.loaded.values() if wc.dirty), key=lambda w: -w.depth)
+        for wc in order:
+            self._sync_children(wc)
+            self._refresh_directories(wc)
+            self._write(wc, store, ttl)
+        for wc in self.loaded.values():
+            if not wc.dirty:
+                wc.catalog.conn.close()
+        return self.root
+
+    def _sync_children(self, wc: WorkingCatalog) -> None:
+        for child in self.loaded.values():
+            if child.parent is not wc or child.done is None:
+                continue
+            new_hash, size, child_root = child.done
+            wc.catalog.set_nested(NestedRef(child.mountpoint, new_hash, size))
+            flags = (child_root.flags & ~Flag.NESTED_ROOT) | Flag.NESTED_MOUNTPOINT
+            wc.catalog.replace_entry(child.mountpoint, child_root.evolve(flags=int(flags)))
+
+    def _refresh_directories(self, wc: WorkingCatalog) -> None:
+        for directory in sorted(wc.relink):
+            entry = wc.catalog.lookup(directory)
+            if entry is None or not entry.is_directory or entry.is_mountpoint:
+                continue
+            linkcount = 2 + wc.catalog.child_directory_count(directory)
+            mtime = self.now if directory in wc.retime and directory != "" else entry.mtime
+            if (linkcount, mtime) != (entry.linkcount, entry.mtime):
+                wc.catalog.replace_entry(directory, entry.evolve(linkcount=linkcount, mtime=mtime))
+
+    def _write(self, wc: WorkingCatalog, store: Callable[[bytes], ContentHash], ttl: int) -> None:
+        catalog = wc.catalog
+        counters = Counters(catalog.count_own(), wc.old_counters.subtree + wc.delta)
+        catalog.write_counters(counters)
+        previous_hash, previous_revision = wc.previous or (ContentHash.zero(self.algorithm), 0)
+        catalog.set_property("revision", previous_revision + 1)
+        catalog.set_property("last_modified", self.now)
+        catalog.set_property("previous_revision", str(previous_hash))
+        if wc.mountpoint == "" and "TTL" not in catalog.properties:
+            catalog.set_property("TTL", ttl)
+        root = catalog.lookup(wc.mountpoint)
+        assert root is not None
+        catalog.conn.execute("COMMIT")
+        _vacuum_if_sparse(catalog)
+        catalog.close()
+        data = catalog.file.read_bytes()
+        new_hash = store(data)
+        wc.done = (new_hash, len(data), root)
+        if wc.parent is not None:
+            old = wc.old_counters.total() if wc.counted_in_parent else Tally()
+            wc.parent.delta = wc.parent.delta + counters.total() - old
+
+    def close(self) -> None:
+        for wc in self.loaded.values():
+            with contextlib.suppress(Exception):
+                wc.catalog.conn.close()
+
+
+def _vacuum_if_sparse(catalog: Catalog) -> None:
+    """Upstream vacuums when more than a quarter of the pages are free."""
+    pages = catalog.conn.execute("PRAGMA page_count").fetchone()[0]
+    free = catalog.conn.execute("PRAGMA freelist_count").fetchone()[0]
+    if pages and free * 4 > pages:
+        catalog.conn.execute("VACUUM")
+
+
+def _inode_members(children: dict[str, Node]) -> dict[int, int]:
+    """Files per inode within one directory: upstream keeps hard links only inside one."""
+    counts: dict[int, int] = defaultdict(int)
+    for child in children.values():
+        if child.kind is Kind.FILE:
+            counts[id(child.primary or child)] += 1
+    return counts
+
+
+def _leaf_entry(node: Node, name: str, algorithm: Algorithm
+                ) -> tuple[DirEntry, tuple[Chunk, ...]]:
+    common = {"name": name, "mode": node.st_mode, "mtime": node.mtime, "uid": node.uid,
+              "gid": node.gid, "xattr": node.xattr}
+    if node.kind is Kind.FILE:
+        assert node.content is not None
+        stored = node.content.result()
+        chunked = bool(stored.chunks)
+        flags = file_flags(algorithm=algorithm, chunked=chunked, compression=stored.compression)
+        return DirEntry(size=stored.size, flags=flags, content_hash=stored.content_hash,
+                        **common), stored.chunks
+    if node.kind is Kind.SYMLINK:
+        return DirEntry(size=node.size, flags=int(Flag.FILE | Flag.LINK), symlink=node.target,
+                        **common), ()
+    size = node.rdev if stat.S_ISCHR(node.st_mode) or stat.S_ISBLK(node.st_mode) else 0
+    return DirEntry(size=size, flags=int(Flag.FILE | Flag.SPECIAL), **common), ()

@@ -1,0 +1,85 @@
+"""The entry stream: what every producer (directory, tarball, image layer) hands the Publisher.
+
+A stream is an iterator of ``Entry``. Paths are relative to the publish target, use ``/``,
+and ``""`` names the target directory itself. Contract for producers and consumers: the
+content of a regular-file entry is readable only until the next entry is requested, so a
+tarball or an image layer never has to be unpacked to disk; the consumer reads it at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from ..errors import InvalidPath
+
+
+class Kind(enum.Enum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"  # ``target`` is the stream path of an earlier regular file
+    FIFO = "fifo"
+    CHAR = "chardev"
+    BLOCK = "blockdev"
+
+
+SPECIAL_KINDS = (Kind.FIFO, Kind.CHAR, Kind.BLOCK)
+
+
+class Content(Protocol):
+    """A way to read a regular file's bytes once."""
+
+    def open(self) -> BinaryIO: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BytesContent:
+    data: bytes
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenerContent:
+    """Content behind a callable, e.g. ``lambda: open(path, "rb")`` or a tar member."""
+
+    opener: Callable[[], BinaryIO]
+
+    def open(self) -> BinaryIO:
+        return self.opener()
+
+
+@dataclass(slots=True)
+class Entry:
+    path: str
+    kind: Kind
+    mode: int = 0o644  # permission bits including setuid/setgid/sticky (07777)
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+    size: int = 0
+    content: Content | None = None
+    target: str = ""  # symlink target, or hard-link target path for Kind.HARDLINK
+    rdev: tuple[int, int] = (0, 0)  # (major, minor) of a device
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+
+
+def clean_member_path(name: str, what: str = "member") -> str:
+    """A producer-supplied path as a stream path, refusing anything that would escape.
+
+    ``./a//b/`` becomes ``a/b``; absolute paths and ``..`` components are errors rather than
+    being clamped, because a publish that silently lands elsewhere is worse than none.
+    """
+    if "\0" in name:
+        raise InvalidPath(f"{what} {name!r} contains a NUL byte")
+    if name.startswith("/"):
+        raise InvalidPath(f"{what} {name!r} is an absolute path and would escape the target")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidPath(f"{what} {name!r} contains '..' and would escape the target")
+    return "/".join(parts)

@@ -1,0 +1,221 @@
+"""Turning file contents into stored objects: chunk, compress, hash, upload, in parallel.
+
+The caller's thread reads (streams must be consumed in order); worker threads compress,
+hash and store, since ``zlib`` and ``hashlib`` release the GIL. A byte budget bounds the
+data in flight, so memory does not grow with file size or with the number of files.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ..cvmfs.catalog import Chunk
+from ..cvmfs.compression import DEFAULT_LEVEL, Compression, encode
+from ..cvmfs.hashes import Algorithm, ContentHash, Suffix
+from ..errors import SourceError, StorageError
+from ..storage.base import Storage
+from .chunking import READ_BLOCK, ChunkPolicy, split
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """Where a regular file's content went: one object, or a list of chunks."""
+
+    size: int
+    content_hash: ContentHash | None
+    chunks: tuple[Chunk, ...] = ()
+    compression: Compression = Compression.ZLIB
+
+
+@dataclass
+class PipelineStats:
+    files: int = 0
+    bytes_in: int = 0
+    objects_written: int = 0
+    objects_skipped: int = 0
+    bytes_written: int = 0
+
+
+@dataclass
+class PendingFile:
+    """A file whose objects are still being written; ``result()`` waits for them."""
+
+    size: int
+    whole: Future[ContentHash] | None = None
+    pieces: list[tuple[int, int, Future[ContentHash]]] = field(default_factory=list)
+    compression: Compression = Compression.ZLIB
+
+    def result(self) -> StoredFile:
+        if self.whole is not None:
+            return StoredFile(self.size, self.whole.result(), (), self.compression)
+        chunks = tuple(Chunk(off, n, fut.result()) for off, n, fut in self.pieces)
+        return StoredFile(self.size, None, chunks, self.compression)
+
+
+class _ByteBudget:
+    """Blocks producers while too many bytes wait for workers (always admits one item)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self.cond:
+            while self.used and self.used + n > self.limit:
+                self.cond.wait()
+            self.used += n
+
+    def release(self, n: int) -> None:
+        with self.cond:
+            self.used -= n
+            self.cond.notify_all()
+
+
+class ObjectPipeline:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        algorithm: Algorithm = Algorithm.SHA1,
+        level: int = DEFAULT_LEVEL,
+        chunking: ChunkPolicy | None = ChunkPolicy(),
+        workers: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.algorithm = algorithm
+        self.level = level
+        self.chunking = chunking
+        self.workers = workers or os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cvmfs-obj")
+        max_chunk = chunking.max_size if chunking else READ_BLOCK
+        self.budget = _ByteBudget((self.workers + 2) * max(max_chunk, 8 << 20))
+        self.progress = progress
+        self.stats = PipelineStats()
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+        self._futures: list[Future[ContentHash]] = []
+
+    # -- storing single objects -----------------------------------------------------------
+
+    def _store(self, stored: bytes, content_hash: ContentHash, suffix: Suffix) -> None:
+        """Upload unless already there: content addressing makes the check race-free."""
+        key = content_hash.object_key(suffix)
+        with self._lock:
+            if key in self._known:
+                self.stats.objects_skipped += 1
+                return
+        if self.storage.exists(key):
+            skipped = True
+        else:
+            self.storage.put(key, stored)
+            skipped = False
+        with self._lock:
+            self._known.add(key)
+            if skipped:
+                self.stats.objects_skipped += 1
+            else:
+                self.stats.objects_written += 1
+                self.stats.bytes_written += len(stored)
+
+    def store_now(self, data: bytes, suffix: Suffix) -> ContentHash:
+        """Encode and store one object in the calling thread (catalogs, history, ...)."""
+        content_hash, stored = encode(data, self.algorithm, self.level)
+        self._store(stored, content_hash, suffix)
+        return content_hash
+
+    def _submit(self, data: bytes, suffix: Suffix, compression: Compression) -> Future:
+        self.budget.acquire(len(data))
+
+        def task() -> ContentHash:
+            try:
+                content_hash, stored = encode(data, self.algorithm, self.level, compression)
+                self._store(stored, content_hash, suffix)
+                return content_hash
+            finally:
+                self.budget.release(len(data))
+
+        future = self.pool.submit(task)
+        with self._lock:
+            self._futures.append(future)
+        return future
+
+    # -- files ------------------------------------------------------------------------------
+
+    def add_file(
+        self, stream: BinaryIO, size_hint: int, compression: Compression = Compression.ZLIB
+    ) -> PendingFile:
+        """Consume ``stream`` now; its objects are written in the background."""
+        policy = self.chunking
+        try:
+            if policy is None or size_hint <= policy.min_size:
+                # Without chunking a file is one object and must be held whole (documented).
+                data = stream.read()
+                pending = PendingFile(len(data), self._submit(data, Suffix.NONE, compression),
+                                      compression=compression)
+                self._account(len(data))
+                return pending
+            return self._add_chunked(stream, policy, compression)
+        except OSError as exc:
+            raise SourceError(f"cannot read file content: {exc.strerror or exc}") from None
+
+    def _add_chunked(
+        self, stream: BinaryIO, policy: ChunkPolicy, compression: Compression
+    ) -> PendingFile:
+        pending = PendingFile(0, compression=compression)
+        first: bytes | None = None
+        offset = 0
+        for piece in split(stream.read, policy):
+            if first is None:
+                first = piece  # a sole piece is stored as a whole file, so wait for a second
+                continue
+            if not pending.pieces:
+                self._add_piece(pending, first, 0, compression)
+                offset = len(first)
+            self._add_piece(pending, piece, offset, compression)
+            offset += len(piece)
+        if first is None:
+            first = b""
+        if not pending.pieces:
+            pending.whole = self._submit(first, Suffix.NONE, compression)
+            pending.size = len(first)
+            self._account(len(first))
+        else:
+            pending.size = offset
+            self._account(0)
+        return pending
+
+    def _add_piece(self, pending: PendingFile, piece: bytes, offset: int, comp: Compression) -> None:
+        pending.pieces.append((offset, len(piece), self._submit(piece, Suffix.PARTIAL, comp)))
+        self._account(len(piece), files=0)
+
+    def _account(self, nbytes: int, files: int = 1) -> None:
+        self.stats.files += files
+        self.stats.bytes_in += nbytes
+        if self.progress is not None:
+            self.progress(files, nbytes)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Wait for every object; re-raise the first failure (e.g. a storage error)."""
+        with self._lock:
+            futures, self._futures = self._futures, []
+        error: BaseException | None = None
+        for future in futures:
+            exc = future.exception()
+            if exc is not None and error is None:
+                error = exc
+        if error is not None:
+            if isinstance(error, (StorageError, SourceError)):
+                raise error
+            raise StorageError(f"writing objects failed: {error}") from error
+
+    def close(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=cancel)

@@ -1,0 +1,193 @@
+"""A native repository: create it, open verified views of it, publish to it, re-sign it."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..cvmfs.catalog import Catalog
+from ..cvmfs.compression import encode
+from ..cvmfs.counters import Counters, Tally
+from ..cvmfs.hashes import ContentHash, Suffix
+from ..cvmfs.keys import KeySet, certificate_fingerprint
+from ..cvmfs.manifest import Manifest
+from ..cvmfs.metainfo import default_metainfo
+from ..cvmfs.reflog import Reflog, RefType
+from ..cvmfs.whitelist import Whitelist
+from ..errors import KeyMaterialError, RepositoryExists, SignatureError
+from ..storage.base import (
+    MANIFEST,
+    MASTER_REPLICA,
+    MASTER_REPLICA_TEXT,
+    REFLOG,
+    WHITELIST,
+    Storage,
+)
+from . import keystore
+from .catalog_tree import root_entry
+from .options import EngineOptions
+from .reader import ObjectCache, RepositoryReader
+from .transaction import Transaction
+from .trust import TrustedHead, load_certificate_object, read_manifest, verify_head
+
+WHITELIST_WARN_DAYS = 7
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NativeRepository:
+    """``fqrn`` may be None for a foreign repository read by location (taken from its manifest)."""
+
+    storage: Storage
+    fqrn: str | None
+    keys_dir: Path | None = None
+    public_keys: list[Path] = field(default_factory=list)
+    options: EngineOptions = field(default_factory=EngineOptions)
+
+    # -- trust ------------------------------------------------------------------------------
+
+    def master_public_keys(self) -> list[rsa.RSAPublicKey]:
+        paths = list(self.public_keys)
+        if not paths and self.keys_dir is not None and self.fqrn:
+            paths = [keystore.key_paths(self.keys_dir, self.fqrn)["pub"]]
+        if not paths:
+            raise KeyMaterialError("no master public key to verify the repository with "
+                                   "(give --key FILE.pub)")
+        return keystore.load_public_keys(paths)
+
+    def head(self, at: dt.datetime | None = None) -> TrustedHead:
+        return verify_head(self.storage, self.master_public_keys(), fqrn=self.fqrn, at=at)
+
+    def reader(self, at: dt.datetime | None = None) -> RepositoryReader:
+        head = self.head(at)
+        return RepositoryReader(self.storage, head.manifest, self.cache())
+
+    def cache(self) -> ObjectCache:
+        return ObjectCache(self.options.cache_dir / "objects")
+
+    def _keys(self, *, master: bool = False) -> KeySet:
+        if self.keys_dir is None or not self.fqrn:
+            raise KeyMaterialError("this repository has no key directory configured")
+        return keystore.load_keyset(self.keys_dir, self.fqrn, need_master=master)
+
+    # -- creating ---------------------------------------------------------------------------
+
+    def create(self, now: dt.datetime | None = None) -> Manifest:
+        """Revision 0 as ``cvmfs_server mkfs`` writes it: an empty root catalog, no history."""
+        if not self.fqrn or self.keys_dir is None:
+            raise KeyMaterialError("creating a repository needs a name and a key directory")
+        now = now or dt.datetime.now(dt.UTC)
+        if self.storage.exists(MANIFEST):
+            raise RepositoryExists(f"{self.storage.location} already holds a repository")
+        keys = keystore.ensure_keyset(self.keys_dir, self.fqrn, now)
+        owner = f"{getpass.getuser()} creating {self.fqrn}"
+        with self.storage.lock(owner), self.options.scratch() as tmp:
+            return self._write_initial(keys, Path(tmp), now)
+
+    def _write_initial(self, keys: KeySet, tmp: Path, now: dt.datetime) -> Manifest:
+        algorithm, stamp = self.options.algorithm, int(now.timestamp())
+        owner = self.options.owner or self.options.default_owner
+        catalog = Catalog.create(tmp / "root.db", "", root_entry(stamp, owner),
+                                 {"revision": 0, "last_modified": stamp})
+        catalog.begin()
+        catalog.write_counters(Counters(Tally(dir=1)))
+        catalog.close()
+        data = catalog.file.read_bytes()
+        root = self._put_object(data, Suffix.CATALOG)
+        certificate = self._put_object(keys.certificate, Suffix.CERTIFICATE)
+        metainfo = self._put_object(default_metainfo(self.fqrn or ""), Suffix.METAINFO)
+        self._put_whitelist(keys, [certificate_fingerprint(keys.certificate, algorithm)], now)
+        reflog = Reflog.create(tmp / "reflog.db", self.fqrn or "")
+        for content_hash, ref_type in ((root, RefType.CATALOG), (certificate,
+                                       RefType.CERTIFICATE), (metainfo, RefType.METAINFO)):
+            reflog.add(content_hash, ref_type, stamp)
+        reflog.close()
+        reflog_bytes = reflog.file.read_bytes()
+        self.storage.put(REFLOG, reflog_bytes)
+        self.storage.put(MASTER_REPLICA, MASTER_REPLICA_TEXT)
+        manifest = Manifest(
+            root_catalog=root, catalog_size=len(data), revision=0, fqrn=self.fqrn or "",
+            ttl=self.options.ttl, timestamp=stamp, certificate=certificate, metainfo=metainfo,
+            reflog=ContentHash.of(reflog_bytes, algorithm),
+        )
+        self.storage.flush()
+        self.storage.put(MANIFEST, manifest.sign(keys.signer()))
+        return manifest
+
+    def _put_object(self, data: bytes, suffix: Suffix) -> ContentHash:
+        content_hash, stored = encode(data, self.options.algorithm,
+                                      self.options.compression_level)
+        key = content_hash.object_key(suffix)
+        if not self.storage.exists(key):
+            self.storage.put(key, stored)
+        return content_hash
+
+    # -- whitelist ---------------------------------------------------------------------------
+
+    def resign(self, days: int | None = None, now: dt.datetime | None = None) -> Whitelist:
+        """A fresh whitelist for the key set's certificate and the one the manifest uses."""
+        now = now or dt.datetime.now(dt.UTC)
+        keys = self._keys(master=True)
+        algorithm = self.options.algorithm
+        allowed = [certificate_fingerprint(keys.certificate, algorithm)]
+        manifest, _ = read_manifest(self.storage)
+        if manifest.fqrn != self.fqrn:
+            raise SignatureError(f"repository name mismatch: manifest is for "
+                                 f"{manifest.fqrn!r}, expected {self.fqrn!r}")
+        with contextlib.suppress(SignatureError):
+            current = certificate_fingerprint(load_certificate_object(self.storage, manifest),
+                                              algorithm)
+            if current not in allowed:
+                allowed.append(current)
+        return self._put_whitelist(keys, allowed, now, days)
+
+    def _put_whitelist(self, keys: KeySet, fingerprints: list[ContentHash], now: dt.datetime,
+                       days: int | None = None) -> Whitelist:
+        whitelist = Whitelist.new(self.fqrn or "", tuple(fingerprints), now,
+                                  days or self.options.whitelist_days)
+        self.storage.put(WHITELIST, whitelist.sign(keys.master(), self.options.algorithm))
+        return whitelist
+
+    # -- publishing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(
+        self, *, wait: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> Iterator[Transaction]:
+        """Lock, verify the current head, and hand out a transaction; abort unless committed."""
+        keys = self._keys()
+        owner = f"{getpass.getuser()} publishing {self.fqrn}"
+        with self.storage.lock(owner, wait=wait):
+            head = self.head()
+            self._check_can_sign(head, keys)
+            with self.options.scratch() as tmp:
+                txn = Transaction(self.storage, head, keys, self.options, Path(tmp), progress)
+                try:
+                    yield txn
+                except BaseException:
+                    txn.abort()
+                    raise
+                else:
+                    if txn.finished:
+                        txn.close()
+                    else:
+                        txn.abort()
+
+    def _check_can_sign(self, head: TrustedHead, keys: KeySet) -> None:
+        fingerprint = certificate_fingerprint(keys.certificate, self.options.algorithm)
+        if not head.whitelist.allows(fingerprint):
+            raise SignatureError(f"the signing certificate {fingerprint.fingerprint()} is not in "
+                                 "the whitelist; run 'cvmfs-publisher resign'")
+        left = head.whitelist.expires - dt.datetime.now(dt.UTC)
+        if left < dt.timedelta(days=WHITELIST_WARN_DAYS):
+            log.warning(
+                "the whitelist of %s expires in %s; run 'cvmfs-publisher resign'",
+                self.fqrn, str(left).split(".")[0])
+

@@ -1,0 +1,176 @@
+"""The tree a publish builds from an entry stream before it becomes catalog rows.
+
+Content is handed to the object pipeline as entries arrive; the tree keeps only metadata
+and a handle on the pending objects. Catalog placement waits until the whole stream is
+seen, because a ``.cvmfscatalog`` marker may come after its siblings in a tarball.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ..cvmfs.catalog import encode_xattrs
+from ..errors import InvalidPath
+from .entries import SPECIAL_KINDS, Entry, Kind
+from .pipeline import PendingFile
+
+TYPE_BITS = {
+    Kind.FILE: stat.S_IFREG,
+    Kind.DIR: stat.S_IFDIR,
+    Kind.SYMLINK: stat.S_IFLNK,
+    Kind.FIFO: stat.S_IFIFO,
+    Kind.CHAR: stat.S_IFCHR,
+    Kind.BLOCK: stat.S_IFBLK,
+}
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    name: str
+    kind: Kind
+    mode: int
+    uid: int
+    gid: int
+    mtime: int
+    size: int = 0
+    target: str = ""
+    rdev: int = 0
+    xattr: bytes | None = None
+    content: PendingFile | None = None
+    children: dict[str, Node] | None = None
+    primary: Node | None = None  # hard link: the node whose inode this one shares
+    implicit: bool = False  # a parent directory the stream never described
+
+    @property
+    def st_mode(self) -> int:
+        return TYPE_BITS[self.kind] | self.mode
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Replace every uid/gid, as ``cvmfs_server ingest -u/-g`` does."""
+
+    uid: int
+    gid: int
+
+    @classmethod
+    def parse(cls, text: str) -> Owner:
+        try:
+            uid, gid = (int(part) for part in text.split(":"))
+        except ValueError:
+            raise InvalidPath(f"owner {text!r} is not UID:GID") from None
+        if uid < 0 or gid < 0:
+            raise InvalidPath(f"owner {text!r} is not UID:GID")
+        return cls(uid, gid)
+
+
+@dataclass
+class StagedTree:
+    now: int
+    owner: Owner | None = None
+    default_owner: Owner = field(default_factory=lambda: Owner(0, 0))
+    root: Node = field(init=False)
+
+    def __post_init__(self) -> None:
+        uid, gid = self._owner(self.default_owner.uid, self.default_owner.gid)
+        self.root = Node("", Kind.DIR, 0o755, uid, gid, self.now, children={}, implicit=True)
+
+    def _owner(self, uid: int, gid: int) -> tuple[int, int]:
+        return (self.owner.uid, self.owner.gid) if self.owner else (uid, gid)
+
+    def add_stream(
+        self, entries: Iterable[Entry], store: Callable[[Entry], PendingFile]
+    ) -> None:
+        """Consume a stream; ``store`` reads a file entry's content before the next entry."""
+        for entry in entries:
+            self.add(entry, store)
+
+    def add(self, entry: Entry, store: Callable[[Entry], PendingFile]) -> None:
+        parts = entry.path.split("/") if entry.path else []
+        if not parts:
+            self._set_root(entry, store)
+            return
+        parent = self._directory(parts[:-1], entry.path)
+        assert parent.children is not None
+        node = self._node(entry, parts[-1], store)
+        old = parent.children.get(node.name)
+        if node.kind is Kind.DIR and old is not None and old.children is not None:
+            node.children = old.children  # a directory described twice keeps its contents
+        parent.children[node.name] = node
+
+    def _node(self, entry: Entry, name: str, store: Callable[[Entry], PendingFile]) -> Node:
+        if entry.kind is Kind.HARDLINK:
+            return self._hardlink(entry, name)
+        uid, gid = self._owner(entry.uid, entry.gid)
+        node = Node(name, entry.kind, entry.mode & 0o7777, uid, gid, entry.mtime,
+                    xattr=encode_xattrs(entry.xattrs))
+        if entry.kind is Kind.FILE:
+            pending = store(entry)
+            node.content, node.size = pending, pending.size
+        elif entry.kind is Kind.SYMLINK:
+            node.target = entry.target
+            node.size = len(entry.target.encode("utf-8"))
+        elif entry.kind is Kind.DIR:
+            node.children = {}
+        elif entry.kind in SPECIAL_KINDS:
+            node.rdev = (entry.rdev[0] << 8) | entry.rdev[1]
+        return node
+
+    def _set_root(self, entry: Entry, store: Callable[[Entry], PendingFile]) -> None:
+        """The stream's own top: usually the directory, or the single file being published."""
+        if entry.kind is Kind.HARDLINK:
+            raise InvalidPath("the top of a publish cannot be a hard link")
+        if entry.kind is not Kind.DIR and self.root.children:
+            raise InvalidPath("the top of a publish that has contents must be a directory")
+        node = self._node(entry, "", store)
+        if node.kind is Kind.DIR:
+            node.children = self.root.children
+        self.root = node
+
+    def _directory(self, parts: list[str], path: str) -> Node:
+        """Walk to a parent directory, creating parents a stream left out."""
+        node = self.root
+        for i, part in enumerate(parts):
+            assert node.children is not None
+            child = node.children.get(part)
+            if child is None:
+                uid, gid = self._owner(self.default_owner.uid, self.default_owner.gid)
+                child = Node(part, Kind.DIR, 0o755, uid, gid, self.now, children={},
+                             implicit=True)
+                node.children[part] = child
+            elif child.kind is not Kind.DIR:
+                below = "/".join(parts[: i + 1])
+                raise InvalidPath(f"{path}: parent {below} is a {child.kind.value}, not a directory")
+            node = child
+        return node
+
+    def _hardlink(self, entry: Entry, name: str) -> Node:
+        target = self.find(entry.target)
+        if target is None or target.kind is not Kind.FILE:
+            raise InvalidPath(f"hard link {entry.path} points to {entry.target!r}, "
+                              "which is not a regular file published before it")
+        primary = target.primary or target
+        return Node(name, Kind.FILE, primary.mode, primary.uid, primary.gid, primary.mtime,
+                    size=primary.size, content=primary.content, primary=primary,
+                    xattr=primary.xattr)
+
+    def find(self, path: str) -> Node | None:
+        node: Node | None = self.root
+        for part in [p for p in path.split("/") if p]:
+            if node is None or node.children is None:
+                return None
+            node = node.children.get(part)
+        return node
+
+    def walk(self) -> Iterator[tuple[str, Node]]:
+        """(relative path, node), parents first, names sorted."""
+        stack: list[tuple[str, Node]] = [("", self.root)]
+        while stack:
+            rel, node = stack.pop()
+            yield rel, node
+            if node.children:
+                for name in sorted(node.children, reverse=True):
+                    child_rel = f"{rel}/{name}" if rel else name
+                    stack.append((child_rel, node.children[name]))

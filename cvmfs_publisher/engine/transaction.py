@@ -1,0 +1,264 @@
+"""One native publish: stage changes, then commit them as a new signed revision.
+
+Commit order is what keeps every crash harmless: file objects, then catalogs from the
+leaves up, the history, certificate and meta-info, the reflog, a durability barrier, and
+the manifest last. Until the manifest is replaced, clients and the next publisher see the
+previous revision; what was uploaded before is unreferenced and garbage collection takes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..cvmfs.hashes import ContentHash, Suffix, parent_path
+from ..cvmfs.history import RESERVED, History, Tag, check_tag_name
+from ..cvmfs.keys import KeySet
+from ..cvmfs.manifest import Manifest
+from ..cvmfs.metainfo import default_metainfo
+from ..cvmfs.names import display, normalize_path
+from ..cvmfs.reflog import Reflog, RefType
+from ..errors import FormatError, ObjectNotFound, PathNotFound, TagError
+from ..storage.base import MANIFEST, REFLOG, Storage
+from .catalog_tree import CatalogTree
+from .entries import Entry
+from .options import EngineOptions
+from .pipeline import ObjectPipeline, PendingFile
+from .reader import ObjectCache, RepositoryReader
+from .staging import StagedTree
+from .trust import TrustedHead
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CommitResult:
+    revision: int
+    root_hash: str
+    tag: str | None
+    files: int
+    bytes_in: int
+    objects_written: int
+    objects_skipped: int
+    bytes_written: int
+    catalogs_written: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Op:
+    path: str
+    tree: StagedTree | None  # None: remove
+
+
+class Transaction:
+    def __init__(
+        self,
+        storage: Storage,
+        head: TrustedHead,
+        keys: KeySet,
+        options: EngineOptions,
+        scratch: Path,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.head = head
+        self.keys = keys
+        self.options = options
+        self.scratch = scratch
+        self.started = time.monotonic()
+        self.now = int(time.time())
+        self.cache = ObjectCache(options.cache_dir / "objects")
+        self.reader = RepositoryReader(storage, head.manifest, self.cache)
+        self.pipeline = ObjectPipeline(
+            storage,
+            algorithm=options.algorithm,
+            level=options.compression_level,
+            chunking=options.chunking,
+            workers=options.workers,
+            progress=progress,
+        )
+        self.ops: list[_Op] = []
+        self.finished = False
+
+    @property
+    def fqrn(self) -> str:
+        return self.head.manifest.fqrn
+
+    # -- staging ----------------------------------------------------------------------------
+
+    def replace(self, path: str, entries: Iterable[Entry]) -> None:
+        """Make ``path`` hold exactly what ``entries`` describe; content outside is kept."""
+        path = normalize_path(path)
+        tree = StagedTree(self.now, self.options.owner, self.options.default_owner)
+        tree.add_stream(entries, self._store)
+        self.ops.append(_Op(path, tree))
+
+    def remove(self, path: str) -> None:
+        path = normalize_path(path)
+        if path == "":
+            raise PathNotFound("refusing to remove the repository root; publish an empty "
+                               "directory at / to clear it")
+        self.ops.append(_Op(path, None))
+
+    def _store(self, entry: Entry) -> PendingFile:
+        assert entry.content is not None
+        with entry.content.open() as stream:
+            return self.pipeline.add_file(stream, entry.size)
+
+    # -- committing -------------------------------------------------------------------------
+
+    def check_tag(self, tag: str) -> None:
+        """Fail before any work when a tag name cannot be used."""
+        check_tag_name(tag)
+        if tag in RESERVED:
+            raise TagError(f"tag name {tag!r} is reserved")
+        history = self.reader.history()
+        if history is not None:
+            try:
+                if history.get(tag) is not None:
+                    raise TagError(f"tag {tag!r} already exists; remove it first or pick "
+                                   "another name")
+            finally:
+                history.conn.close()
+
+    def commit(self, tag: str | None = None, message: str = "") -> CommitResult:
+        if tag is not None:
+            self.check_tag(tag)
+        self.pipeline.drain()
+        tree = CatalogTree(
+            self.scratch,
+            lambda h: self.cache.fetch(self.storage, h, Suffix.CATALOG),
+            self.head.manifest.root_catalog,
+            now=self.now,
+            owner=self.options.owner or self.options.default_owner,
+            algorithm=self.options.algorithm,
+        )
+        try:
+            for op in self.ops:
+                self._apply(tree, op)
+            root = tree.finalize(lambda data: self.pipeline.store_now(data, Suffix.CATALOG),
+                                 self.options.ttl)
+            written = [wc.mountpoint or "/" for wc in tree.loaded.values() if wc.done]
+        finally:
+            tree.close()
+        assert root.done is not None and root.previous is not None
+        root_hash, root_size, _ = root.done
+        revision = root.previous[1] + 1
+        manifest = self._publish_head(root_hash, root_size, revision, tag, message)
+        self.finished = True
+        stats = self.pipeline.stats
+        return CommitResult(
+            revision=manifest.revision,
+            root_hash=str(root_hash),
+            tag=tag,
+            files=stats.files,
+            bytes_in=stats.bytes_in,
+            objects_written=stats.objects_written,
+            objects_skipped=stats.objects_skipped,
+            bytes_written=stats.bytes_written,
+            catalogs_written=sorted(written),
+            seconds=time.monotonic() - self.started,
+        )
+
+    def _apply(self, tree: CatalogTree, op: _Op) -> None:
+        if op.tree is None:
+            if not tree.remove(op.path):
+                raise PathNotFound(f"{display(op.path)} does not exist in {self.fqrn}")
+            return
+        existed = bool(op.path) and tree.lookup(op.path) is not None
+        if op.path:
+            tree.ensure_directory(parent_path(op.path))
+        if existed or op.path == "":
+            tree.remove(op.path, retime=False)
+        tree.insert(op.path, op.tree, existed=existed)
+
+    def _publish_head(
+        self, root_hash: ContentHash, root_size: int, revision: int, tag: str | None, message: str
+    ) -> Manifest:
+        store = self.pipeline.store_now
+        history = self._write_history(root_hash, root_size, revision, tag, message)
+        certificate = store(self.keys.certificate, Suffix.CERTIFICATE)
+        old = self.head.manifest
+        metainfo = old.metainfo or store(default_metainfo(self.fqrn), Suffix.METAINFO)
+        reflog = self._updated_reflog(
+            [(root_hash, RefType.CATALOG), (certificate, RefType.CERTIFICATE),
+             (history, RefType.HISTORY), (metainfo, RefType.METAINFO)]
+        )
+        manifest = Manifest(
+            root_catalog=root_hash,
+            catalog_size=root_size,
+            revision=revision,
+            fqrn=self.fqrn,
+            ttl=self.options.ttl,
+            timestamp=max(self.now, old.timestamp),
+            certificate=certificate,
+            history=history,
+            metainfo=metainfo,
+            reflog=ContentHash.of(reflog, self.options.algorithm),
+            garbage_collectable=old.garbage_collectable,
+            alt_catalog_path=old.alt_catalog_path,
+        )
+        signed = manifest.sign(self.keys.signer())
+        self.storage.put(REFLOG, reflog)
+        self.storage.flush()
+        self.storage.put(MANIFEST, signed)
+        return manifest
+
+    def _write_history(self, root_hash: ContentHash, size: int, revision: int,
+                       tag: str | None, message: str) -> ContentHash:
+        file = self.scratch / "history.db"
+        previous = self.head.manifest.history
+        if previous is not None:
+            shutil.copyfile(self.cache.fetch(self.storage, previous, Suffix.HISTORY), file)
+            history = History(file, writable=True)
+        else:
+            history = History.create(file, self.fqrn, self.options.algorithm)
+        history.conn.execute("BEGIN")
+        head = Tag("", root_hash, revision, self.now, message, size)
+        name = tag or (generic_tag_name(history, self.now) if self.options.auto_tag else None)
+        if name is not None:
+            history.insert(Tag(name, root_hash, revision, self.now, message, size))
+        history.update_trunk(head)
+        history.set_previous_revision(previous or ContentHash.zero(self.options.algorithm))
+        history.close()
+        return self.pipeline.store_now(file.read_bytes(), Suffix.HISTORY)
+
+    def _updated_reflog(self, refs: list[tuple[ContentHash, RefType]]) -> bytes:
+        file = self.scratch / "reflog.db"
+        try:
+            file.write_bytes(self.storage.get(REFLOG))
+            reflog = Reflog(file, writable=True)
+        except (ObjectNotFound, FormatError) as exc:
+            log.warning("starting a new reflog: the old one is unusable (%s); garbage "
+                        "collection will not see revisions before this one", exc)
+            file.unlink(missing_ok=True)
+            reflog = Reflog.create(file, self.fqrn)
+        reflog.conn.execute("BEGIN")
+        for content_hash, ref_type in refs:
+            reflog.add(content_hash, ref_type, self.now)
+        reflog.close()
+        return file.read_bytes()
+
+    def abort(self) -> None:
+        self.pipeline.close(cancel=True)
+        self.reader.close()
+
+    def close(self) -> None:
+        self.pipeline.close()
+        self.reader.close()
+
+
+def generic_tag_name(history: History, now: int) -> str:
+    """``generic-<UTC time>`` like ``cvmfs_server``'s auto tags, numbered on collision."""
+    stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    name, n = f"generic-{stamp}", 0
+    while history.get(name) is not None:
+        n += 1
+        name = f"generic_{n}-{stamp}"
+    return name

@@ -1,0 +1,192 @@
+"""A repository in a local directory, laid out as a Stratum 0 web server serves it."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import ObjectNotFound, RepositoryBusy, StorageError
+from .base import LockInfo, Storage
+from .keys import check_key
+
+STAGING = "data/txn"
+LOCK_FILE = "data/txn/publish.lock"
+
+
+class LocalStorage(Storage):
+    """Objects are written to ``data/txn`` and renamed into place, as upstream does.
+
+    The publish lock is an ``flock`` on ``data/txn/publish.lock``: the kernel drops it
+    when the holder dies, so a killed publisher never leaves the repository locked.
+    """
+
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
+        self.root = root
+        self.read_only = read_only
+        self._lock_fd: int | None = None
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{key} not found in {self.root}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {key} in {self.root}: {exc.strerror}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def local_path(self, key: str) -> Path:
+        """Where a key lives on disk, for serving files without reading them into memory."""
+        return self._path(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.read_only:
+            self._refuse_write()
+        target = self._path(key)
+        staging = self.root / STAGING
+        tmp = staging / f"{target.name[:40]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
+        except OSError as exc:
+            raise StorageError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
+
+    def delete(self, key: str) -> None:
+        if self.read_only:
+            self._refuse_write()
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot delete {key} in {self.root}: {exc.strerror}") from None
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = self.root / prefix if prefix else self.root
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            if rel == STAGING:
+                dirnames.clear()
+                continue
+            dirnames.sort()
+            for name in sorted(filenames):
+                yield name if rel == "." else f"{rel}/{name}"
+
+    def flush(self) -> None:
+        """``syncfs`` on the repository's file system: one call instead of an fsync per object."""
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def lock(self, owner: str, *, wait: bool = False) -> Iterator[None]:
+        if self.read_only:
+            self._refuse_write()
+        path = self.root / LOCK_FILE
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot open lock file {path}: {exc.strerror}") from None
+        try:
+            self._acquire(fd, wait)
+            info = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
+                    "since": time.time()}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+            self._remove_stale_staging()
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing drops the flock
+
+    def _acquire(self, fd: int, wait: bool) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StorageError(f"cannot lock {self.root}: {exc.strerror}") from None
+            raise RepositoryBusy(_busy_message(self.root, _read_info(fd))) from None
+
+    def _remove_stale_staging(self) -> None:
+        """Temporary files of killed publishers; only safe while we hold the lock."""
+        for tmp in (self.root / STAGING).glob("*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def lock_holder(self) -> LockInfo | None:
+        path = self.root / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return _read_info(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def break_lock(self) -> LockInfo | None:
+        """Nothing to break: the kernel releases an flock when its holder exits."""
+        holder = self.lock_holder()
+        if holder is not None:
+            raise RepositoryBusy(
+                _busy_message(self.root, holder)
+                + "; a local lock belongs to a live process and is released when it exits"
+            )
+        return None
+
+
+def _read_info(fd: int) -> LockInfo | None:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"null")
+        return LockInfo(data["owner"], data["host"], int(data["pid"]), float(data["since"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _busy_message(root: Path, info: LockInfo | None) -> str:
+    if info is None:
+        return f"repository at {root} is busy: another publisher holds its lock"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.since))
+    return (
+        f"repository at {root} is busy: {info.owner} (pid {info.pid} on {info.host}) "
+        f"has been publishing since {started}; retry later or use --wait"
+    )
