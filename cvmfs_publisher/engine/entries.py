@@ -4,6 +4,8 @@ A stream is an iterator of ``Entry``. Paths are relative to the publish target, 
 and ``""`` names the target directory itself. Contract for producers and consumers: the
 content of a regular-file entry is readable only until the next entry is requested, so a
 tarball or an image layer never has to be unpacked to disk; the consumer reads it at once.
+A producer that must read content before it knows the final tree (image layers with
+whiteouts) stores it early with ``Transaction.store`` and sets ``Entry.stored``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import enum
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ..errors import InvalidPath
+
+if TYPE_CHECKING:
+    from .pipeline import PendingFile
 
 
 class Kind(enum.Enum):
@@ -67,6 +72,9 @@ class Entry:
     target: str = ""  # symlink target, or hard-link target path for Kind.HARDLINK
     rdev: tuple[int, int] = (0, 0)  # (major, minor) of a device
     xattrs: dict[str, bytes] = field(default_factory=dict)
+    # Content already handed to the transaction (``Transaction.store``), e.g. by the unpacker,
+    # which must consume each image layer while streaming it. Takes precedence over content.
+    stored: PendingFile | None = None
 
 
 def clean_member_path(name: str, what: str = "member") -> str:

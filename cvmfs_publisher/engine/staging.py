@@ -107,7 +107,7 @@ class StagedTree:
         node = Node(name, entry.kind, entry.mode & 0o7777, uid, gid, entry.mtime,
                     xattr=encode_xattrs(entry.xattrs))
         if entry.kind is Kind.FILE:
-            pending = store(entry)
+            pending = entry.stored if entry.stored is not None else store(entry)
             node.content, node.size = pending, pending.size
         elif entry.kind is Kind.SYMLINK:
             node.target = entry.target

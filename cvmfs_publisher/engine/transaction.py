@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from ..cvmfs.hashes import ContentHash, Suffix, parent_path
 from ..cvmfs.history import RESERVED, History, Tag, check_tag_name
@@ -23,7 +24,7 @@ from ..cvmfs.manifest import Manifest
 from ..cvmfs.metainfo import default_metainfo
 from ..cvmfs.names import display, normalize_path
 from ..cvmfs.reflog import Reflog, RefType
-from ..errors import FormatError, ObjectNotFound, PathNotFound, TagError
+from ..errors import FormatError, ObjectNotFound, PathNotFound, SourceError, TagError
 from ..storage.base import MANIFEST, REFLOG, Storage
 from .catalog_tree import CatalogTree
 from .entries import Entry
@@ -107,9 +108,18 @@ class Transaction:
         self.ops.append(_Op(path, None))
 
     def _store(self, entry: Entry) -> PendingFile:
-        assert entry.content is not None
+        if entry.content is None:
+            raise SourceError(f"file entry {entry.path!r} has no content")
         with entry.content.open() as stream:
-            return self.pipeline.add_file(stream, entry.size)
+            return self.store(stream, entry.size)
+
+    def store(self, stream: BinaryIO, size_hint: int) -> PendingFile:
+        """Consume one file's bytes now; objects are written in the background.
+
+        For producers that must read content before the final tree is known (see
+        ``Entry.stored``). Objects of content that ends up unused are harmless orphans.
+        """
+        return self.pipeline.add_file(stream, size_hint)
 
     # -- committing -------------------------------------------------------------------------
 
