@@ -196,12 +196,13 @@ def decode_xattrs(blob: bytes | None) -> dict[str, bytes]:
         pos += 2
         if pos + klen + vlen > len(blob):
             raise FormatError("truncated extended attribute blob")
-        result[blob[pos : pos + klen].decode("utf-8", "replace")] = blob[pos + klen : pos + klen + vlen]
+        key = blob[pos : pos + klen].decode("utf-8", "replace")
+        result[key] = blob[pos + klen : pos + klen + vlen]
         pos += klen + vlen
     return result
 
 
-def _row_to_entry(row: tuple) -> DirEntry:
+def row_to_entry(row: tuple) -> DirEntry:
     hardlinks, digest, size, mode, mtime, mtimens, flags, name, symlink, uid, gid, xattr = row
     if hardlinks is None or name is None or symlink is None:
         raise FormatError(f"catalog row {name!r} has NULL hardlinks, name or symlink")
@@ -318,7 +319,7 @@ class Catalog:
             f"SELECT {COLUMNS} FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?",
             path_key(path),
         ).fetchone()
-        return _row_to_entry(row) if row else None
+        return row_to_entry(row) if row else None
 
     def listing(self, path: str) -> list[DirEntry]:
         """Children of a directory of this catalog (none below a nested mountpoint)."""
@@ -326,7 +327,7 @@ class Catalog:
             f"SELECT {COLUMNS} FROM catalog WHERE parent_1 = ? AND parent_2 = ? ORDER BY name",
             path_key(path),
         ).fetchall()
-        return [_row_to_entry(row) for row in rows]
+        return [row_to_entry(row) for row in rows]
 
     def walk(self) -> Iterator[tuple[str, DirEntry]]:
         """Every (path, entry) reachable from this catalog's root, parents before children."""

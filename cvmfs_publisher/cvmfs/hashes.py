@@ -30,7 +30,7 @@ _BY_NAME = {"sha1": Algorithm.SHA1, "rmd160": Algorithm.RMD160, "shake128": Algo
 _HEX_LENGTHS = {40: Algorithm.SHA1, 47: Algorithm.RMD160, 49: Algorithm.SHAKE128}
 
 
-class Suffix(str, enum.Enum):
+class Suffix(enum.StrEnum):
     """The letter appended to an object name that says what the object is."""
 
     NONE = ""

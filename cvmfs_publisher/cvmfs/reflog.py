@@ -1,4 +1,4 @@
-"""The reflog ``.cvmfsreflog``: every root object ever published, for garbage collection (spec 7)."""
+"""The reflog ``.cvmfsreflog``: every root object ever published, for GC (spec section 7)."""
 
 from __future__ import annotations
 

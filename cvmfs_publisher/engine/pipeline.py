@@ -21,6 +21,8 @@ from ..errors import SourceError, StorageError
 from ..storage.base import Storage
 from .chunking import READ_BLOCK, ChunkPolicy, split
 
+DEFAULT_CHUNKING = ChunkPolicy()
+
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
@@ -84,7 +86,7 @@ class ObjectPipeline:
         *,
         algorithm: Algorithm = Algorithm.SHA1,
         level: int = DEFAULT_LEVEL,
-        chunking: ChunkPolicy | None = ChunkPolicy(),
+        chunking: ChunkPolicy | None = DEFAULT_CHUNKING,
         workers: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
@@ -191,7 +193,8 @@ class ObjectPipeline:
             self._account(0)
         return pending
 
-    def _add_piece(self, pending: PendingFile, piece: bytes, offset: int, comp: Compression) -> None:
+    def _add_piece(self, pending: PendingFile, piece: bytes, offset: int,
+                   comp: Compression) -> None:
         pending.pieces.append((offset, len(piece), self._submit(piece, Suffix.PARTIAL, comp)))
         self._account(len(piece), files=0)
 

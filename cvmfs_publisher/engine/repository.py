@@ -36,6 +36,7 @@ from .options import EngineOptions
 from .reader import ObjectCache, RepositoryReader
 from .transaction import Transaction
 from .trust import TrustedHead, load_certificate_object, read_manifest, verify_head
+from .verify import Report, verify
 
 WHITELIST_WARN_DAYS = 7
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ class NativeRepository:
     def reader(self, at: dt.datetime | None = None) -> RepositoryReader:
         head = self.head(at)
         return RepositoryReader(self.storage, head.manifest, self.cache())
+
+    def verify(self, at: dt.datetime | None = None, *, check_data: bool = True) -> Report:
+        """The full check of spec section 10; problems are listed, not raised."""
+        return verify(self.storage, self.master_public_keys(), fqrn=self.fqrn, at=at,
+                      check_data=check_data, work_dir=self.options.work_dir)
 
     def cache(self) -> ObjectCache:
         return ObjectCache(self.options.cache_dir / "objects")

@@ -142,7 +142,8 @@ class StagedTree:
                 node.children[part] = child
             elif child.kind is not Kind.DIR:
                 below = "/".join(parts[: i + 1])
-                raise InvalidPath(f"{path}: parent {below} is a {child.kind.value}, not a directory")
+                raise InvalidPath(
+                    f"{path}: parent {below} is a {child.kind.value}, not a directory")
             node = child
         return node
 

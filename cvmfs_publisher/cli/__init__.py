@@ -1,0 +1,65 @@
+"""The ``cvmfs-publisher`` command: thin click commands over the library."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.text import Text
+
+from .. import __version__
+from ..errors import PublisherError, VerificationFailed
+from . import browse, publish, repo, serve, verify
+from .common import State
+from .output import stderr
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="cvmfs-publisher")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              envvar="CVMFS_PUBLISHER_CONFIG", metavar="FILE",
+              help="Config file [default: $XDG_CONFIG_HOME/cvmfs-publisher/config.yaml].")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+    """Publish signed, transactional CernVM-FS repositories without a cvmfs_server host.
+
+    Start with 'init', publish with 'publish', check with 'verify', serve with 'serve'.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    ctx.obj = State(config_path, verbose)
+
+
+for module in (repo, publish, browse, verify, serve):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: library errors become one line on stderr and an exit code."""
+    try:
+        code = cli.main(args=argv, prog_name="cvmfs-publisher", standalone_mode=False)
+    except VerificationFailed as exc:
+        return exc.exit_code
+    except PublisherError as exc:
+        stderr.print(Text.assemble(("error: ", "bold red"), str(exc)))
+        return exc.exit_code
+    except click.exceptions.Abort:
+        stderr.print("interrupted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        stderr.print("interrupted: nothing was published")
+        return 130
+    except BrokenPipeError:
+        return 141
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

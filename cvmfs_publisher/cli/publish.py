@@ -1,0 +1,77 @@
+"""Changing content: publish and rm, each one signed revision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..backends.native import NativePublisher
+from ..engine.sources import open_source
+from ..engine.staging import Owner
+from ..engine.transaction import CommitResult
+from ..publisher import publish as run_publish
+from .common import State, json_option, pass_state
+from .output import PublishProgress, emit_json, human_bytes, stdout
+
+
+def _common(func):  # type: ignore[no-untyped-def]
+    for decorator in reversed([
+        click.option("--repo", "-r", required=True, metavar="NAME", help="Configured repository."),
+        click.option("--tag", "-t", metavar="NAME", help="Name this revision (e.g. pkg-1.0)."),
+        click.option("-m", "--message", default="", help="Description stored with the tag."),
+        click.option("--wait", is_flag=True, help="Wait for another publisher instead of "
+                     "failing with 'busy'."),
+        json_option,
+    ]):
+        func = decorator(func)
+    return func
+
+
+@click.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--path", "-p", "target", required=True, metavar="/REPO/PATH",
+              help="Where SRC goes; what was there is replaced, the rest is kept.")
+@click.option("--owner", metavar="UID:GID", help="Override the owner of every entry.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_common
+@pass_state
+def publish(state: State, src: Path, target: str, owner: str | None, no_progress: bool,
+            repo: str, tag: str | None, message: str, wait: bool, as_json: bool) -> None:
+    """Publish directory, file or tarball SRC (.tar, .tar.gz, .tar.zst) at --path."""
+    repository = state.configured(repo)
+    if owner is not None:
+        repository.options.owner = Owner.parse(owner)
+    entries, estimate = open_source(src)
+    with PublishProgress(estimate.files, estimate.bytes, not (no_progress or as_json)) as bar:
+        result = run_publish(NativePublisher(repository), [(target, entries)], tag=tag,
+                             message=message, wait=wait, progress=bar)
+    report(result, repo, as_json)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, metavar="/REPO/PATH...")
+@_common
+@pass_state
+def rm(state: State, paths: tuple[str, ...], repo: str, tag: str | None, message: str,
+       wait: bool, as_json: bool) -> None:
+    """Remove paths (and everything below them) in one new revision."""
+    repository = state.configured(repo)
+    result = run_publish(NativePublisher(repository), [(p, None) for p in paths], tag=tag,
+                         message=message, wait=wait)
+    report(result, repo, as_json)
+
+
+def report(result: CommitResult, repo: str, as_json: bool) -> None:
+    if as_json:
+        emit_json({"repository": repo, **vars(result)})
+        return
+    tag = f" tagged {result.tag}" if result.tag else ""
+    stdout.print(
+        f"published revision {result.revision} of {repo}{tag}: {result.files} files, "
+        f"{human_bytes(result.bytes_in)} ({result.objects_written} new objects, "
+        f"{human_bytes(result.bytes_written)} stored) in {result.seconds:.1f} s"
+    )
+
+
+COMMANDS = (publish, rm)

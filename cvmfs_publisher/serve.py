@@ -1,0 +1,157 @@
+"""Serving repositories over HTTP the way a Stratum 0 web server does.
+
+URLs are ``/cvmfs/<fqrn>/<key>``. Like upstream's Apache configuration, ``.cvmfs*`` files
+get a short lifetime (so updates propagate through proxies) and content-addressed objects
+a long one; no ETag or Last-Modified (Squid bugs). Only keys a client may request are
+served, so nothing outside a repository (staging files, locks, other paths) is reachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .errors import ObjectNotFound, StorageError
+from .storage.base import Storage
+from .storage.keys import is_public_key
+from .storage.local import LocalStorage
+
+log = logging.getLogger(__name__)
+
+SHORT_LIFETIME = 61
+LONG_LIFETIME = 259200
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def headers_for(key: str) -> dict[str, str]:
+    if key.startswith(".cvmfs"):
+        return {"Content-Type": "application/x-cvmfs",
+                "Cache-Control": f"public, max-age={SHORT_LIFETIME}"}
+    return {"Content-Type": "application/octet-stream",
+            "Cache-Control": f"public, max-age={LONG_LIFETIME}"}
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One byte range as (start, end inclusive); None if unsatisfiable or malformed."""
+    match = _RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":
+        length = int(last)
+        if length == 0:
+            return None
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        return None
+    return start, end
+
+
+class RepositoryHandler(BaseHTTPRequestHandler):
+    server_version = "cvmfs-publisher"
+    sys_version = ""
+    repositories: dict[str, Storage] = {}
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        log.info("%s %s", self.address_string(), fmt % args)
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def _resolve(self) -> tuple[Storage, str] | None:
+        raw = urllib.parse.urlsplit(self.path).path
+        path = urllib.parse.unquote(raw)
+        parts = path.split("/")
+        if len(parts) < 4 or parts[0] != "" or parts[1] != "cvmfs" or "" in parts[2:]:
+            return None
+        storage = self.repositories.get(parts[2])
+        key = "/".join(parts[3:])
+        if storage is None or ".." in parts or not is_public_key(key):
+            return None
+        return storage, key
+
+    def _serve(self, body: bool) -> None:
+        target = self._resolve()
+        if target is None:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        storage, key = target
+        try:
+            if isinstance(storage, LocalStorage):
+                self._send_file(storage, key, body)
+            else:
+                self._send_bytes(storage.get(key), key, body)
+        except ObjectNotFound:
+            self.send_error(HTTPStatus.NOT_FOUND)
+        except StorageError as exc:
+            log.warning("serving %s failed: %s", key, exc)
+            self.send_error(HTTPStatus.BAD_GATEWAY)
+
+    def _send_file(self, storage: LocalStorage, key: str, body: bool) -> None:
+        path = storage.local_path(key)
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed below
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise StorageError(str(exc)) from None
+        with handle:
+            size = path.stat().st_size
+            start, end = self._start_response(key, size)
+            if body and end >= start:
+                handle.seek(start)
+                _copy_exact(handle, self.wfile, end - start + 1)
+
+    def _send_bytes(self, data: bytes, key: str, body: bool) -> None:
+        start, end = self._start_response(key, len(data))
+        if body and end >= start:
+            self.wfile.write(data[start : end + 1])
+
+    def _start_response(self, key: str, size: int) -> tuple[int, int]:
+        start, end, status = 0, size - 1, HTTPStatus.OK
+        header = self.headers.get("Range")
+        if header is not None:
+            parsed = parse_range(header, size)
+            if parsed is None:
+                self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return 0, -1
+            (start, end), status = parsed, HTTPStatus.PARTIAL_CONTENT
+        self.send_response(status)
+        for name, value in headers_for(key).items():
+            self.send_header(name, value)
+        self.send_header("Accept-Ranges", "bytes")
+        if status == HTTPStatus.PARTIAL_CONTENT:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(max(0, end - start + 1)))
+        self.end_headers()
+        return start, end
+
+
+def _copy_exact(source, sink, length: int) -> None:  # type: ignore[no-untyped-def]
+    remaining = length
+    while remaining > 0:
+        block = source.read(min(remaining, 1 << 20))
+        if not block:
+            break
+        sink.write(block)
+        remaining -= len(block)
+
+
+def make_server(repositories: dict[str, Storage], host: str, port: int) -> ThreadingHTTPServer:
+    """A threaded server for the given ``fqrn -> storage`` map (port 0 picks a free one)."""
+    handler = type("Handler", (RepositoryHandler,), {"repositories": dict(repositories)})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+

@@ -1,0 +1,95 @@
+"""Shared test fixtures: an isolated home for every test, the upstream fixture, a CLI runner."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cvmfs_publisher.cli import main
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "ref.local.repo"
+FIXTURE_NAME = "ref.local.repo"
+# A moment inside the fixture whitelist's validity (signed 2026-11-24, expires 2026-12-24).
+FIXTURE_VALID_AT = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def _find_fixture() -> Path:
+    for candidate in (FIXTURE, Path("/work/shared/fixtures/ref.local.repo")):
+        if (candidate / "storage" / ".cvmfspublished").exists():
+            return candidate
+    raise RuntimeError("the upstream fixture shared/fixtures/ref.local.repo is missing")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads or writes the real user's config, keys or cache."""
+    home = tmp_path / "home"
+    for name, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache"),
+                      ("HOME", "")):
+        path = home / sub
+        path.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(name, str(path))
+    monkeypatch.delenv("CVMFS_PUBLISHER_CONFIG", raising=False)
+    return home
+
+
+@pytest.fixture
+def fixture_copy(tmp_path: Path) -> Path:
+    """A writable copy of the upstream reference repository (storage/ and keys/)."""
+    target = tmp_path / "fixture"
+    shutil.copytree(_find_fixture(), target)
+    for path in target.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (target / "keys" / f"{FIXTURE_NAME}.key").chmod(0o600)
+    (target / "keys" / f"{FIXTURE_NAME}.masterkey").chmod(0o600)
+    return target
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> Path:
+    return _find_fixture()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run the CLI in-process: ``cli("init", "sw.example.org", ...)`` -> Result."""
+
+    def run(*args: str | Path) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def run_cli_process(*args: str | Path, env: dict[str, str] | None = None,
+                    timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """The CLI as a separate process (for kill, stop and concurrency tests)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cvmfs_publisher.cli", *[str(a) for a in args]],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def repo(cli, tmp_path: Path) -> str:
+    """A freshly initialised native repository ``sw.example.org`` in ``tmp_path/stratum0``."""
+    result = cli("init", "sw.example.org", "--storage", tmp_path / "stratum0")
+    assert result.code == 0, result.err
+    return "sw.example.org"
