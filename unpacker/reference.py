@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 
 from .errors import InvalidReference
 
-_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"
 _REGISTRY = re.compile(rf"^{_HOST}(?::[0-9]{{1,5}})?$")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
@@ -63,6 +64,16 @@ class ImageRef:
         if self.is_pattern:
             return other.tag is not None and fnmatch.fnmatchcase(other.tag, self.tag or "")
         return self.name == other.name
+
+    def covers(self, name: str) -> bool:
+        """Whether the image stored as ``<registry>/<repository>:<label>`` is wished by this."""
+        registry, _, rest = name.partition("/")
+        repository, _, label = rest.partition(":")
+        if (registry, repository) != (self.registry, self.repository):
+            return False
+        if self.is_pattern:
+            return fnmatch.fnmatchcase(label, self.tag or "")
+        return self.name == name
 
     def __str__(self) -> str:
         text = f"{self.scheme}://" if self.scheme else ""

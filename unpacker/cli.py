@@ -1,0 +1,122 @@
+"""Entry points for the CLI's ``unpack`` and ``unpack-gc`` commands: no click, no printing.
+
+The click commands parse options and call ``run_unpack`` / ``run_gc``; the reports say
+what happened, the CLI renders them, and ``UnpackReport.ok`` decides the exit code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from cvmfs_publisher.engine.repository import NativeRepository
+from cvmfs_publisher.errors import UsageError
+
+from .gc import GcReport, collect
+from .layout import Layout
+from .manifests import DEFAULT_PLATFORM, Platform, parse_platform
+from .reference import ImageRef, parse_reference
+from .registry import CredentialStore, RegistryClient
+from .sync import Progress, Syncer, SyncOptions, UnpackReport
+from .wishlist import load_wishlist
+
+log = logging.getLogger(__name__)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``7d``, ``12h``, ``30m``, ``90s``, ``2w``; a bare number is days (DUCC's unit)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"{text!r} is not a duration like 7d, 12h, 30m or 90s")
+    return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def parse_platforms(texts: Iterable[str] | None) -> list[Platform] | None:
+    """``None`` or empty: linux/amd64; ``all``: every platform of an index."""
+    items = [t for text in texts or () for t in text.split(",") if t.strip()]
+    if not items:
+        return [DEFAULT_PLATFORM]
+    if any(t.strip().lower() == "all" for t in items):
+        return None
+    return [parse_platform(t) for t in items]
+
+
+def _wishes(repo: NativeRepository, wishlist: Path | None, images: list[str]
+            ) -> tuple[list[ImageRef], Layout, list[str]]:
+    wishes = [parse_reference(text) for text in images]
+    if wishlist is None:
+        if not wishes:
+            raise UsageError("give a wishlist or at least one image")
+        return wishes, Layout(), []
+    recipe = load_wishlist(wishlist)
+    if repo.fqrn and recipe.cvmfs_repo != repo.fqrn:
+        raise UsageError(f"{recipe.source}: cvmfs_repo is {recipe.cvmfs_repo!r}, but the "
+                         f"repository is {repo.fqrn!r}")
+    return recipe.inputs + wishes, Layout(recipe.prefix), recipe.ignore_errors
+
+
+def run_unpack(
+    repo: NativeRepository,
+    wishlist: Path | None,
+    images: list[str],
+    *,
+    platforms: list[str] | None = None,
+    insecure_registries: Iterable[str] = (),
+    loop: bool = False,
+    interval: float = 600.0,
+    progress: Progress | None = None,
+    batch_size: int = 8,
+    force: bool = False,
+    auth_file: Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_round: Callable[[UnpackReport], None] | None = None,
+) -> UnpackReport:
+    """One sync (or, with ``loop``, one per ``interval`` until ``should_stop``).
+
+    The wishlist is re-read every round, as DUCC's ``loop`` does. Images given as
+    arguments are synced too but never mark anything as unwished; a wishlist run marks
+    stored images that no wish covers (see ``unpack-gc``). Credentials come from the
+    environment or ``auth_file`` (docker ``config.json`` format), never from arguments.
+    """
+    chosen = parse_platforms(platforms)
+    credentials = CredentialStore.from_environment(auth_file=auth_file)
+    client = RegistryClient(credentials, insecure=insecure_registries)
+    try:
+        while True:
+            wishes, layout, ignore = _wishes(repo, wishlist, images)
+            options = SyncOptions(platforms=chosen, layout=layout, batch_size=batch_size,
+                                  force=force, ignore_errors=ignore,
+                                  mark_unwished=wishlist is not None and not images)
+            report = Syncer(repo, client, options, progress).run(wishes)
+            if on_round is not None:
+                on_round(report)
+            if not loop or (should_stop is not None and should_stop()):
+                return report
+            _sleep(interval, should_stop)
+            if should_stop is not None and should_stop():
+                return report
+    finally:
+        client.close()
+
+
+def _sleep(seconds: float, should_stop: Callable[[], bool] | None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if should_stop is not None and should_stop():
+            return
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def run_gc(repo: NativeRepository, grace: dt.timedelta, dry_run: bool, *,
+           prefix: str = "", now: float | None = None) -> GcReport:
+    """``unpack-gc --grace 7d [--dry-run]``: see ``unpacker.gc``."""
+    if grace < dt.timedelta(0):
+        raise UsageError("the grace period cannot be negative")
+    return collect(repo, grace, dry_run=dry_run, layout=Layout(prefix), now=now)

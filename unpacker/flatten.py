@@ -1,0 +1,287 @@
+"""Applying image layers, in order, to an in-memory tree; the result is an entry stream.
+
+Nothing is written to disk: each regular file's bytes go to the transaction
+(``Transaction.store``) while its layer streams by, and the tree keeps only metadata and
+the pending objects. A layer is read whole into a list of changes first, then applied:
+its whiteouts (``.wh.<name>``) and opaque markers (``.wh..wh..opq``) act on the lower
+layers only, so same-layer siblings survive whatever their order in the tar, and then its
+entries are added in tar order. That is OCI's rule and ``umoci unpack``'s behaviour.
+
+Hostile input rejects the whole image (``UnsafeLayer`` names the image, layer and
+member) rather than being clamped as umoci does: absolute names and ``..``; anything
+written, whited out or hard-linked through a symlinked parent; hard links to missing
+targets or directories; a non-directory used as a parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from cvmfs_publisher.engine.entries import Entry, Kind, clean_member_path
+from cvmfs_publisher.engine.pipeline import PendingFile
+from cvmfs_publisher.engine.sources import member_entry
+from cvmfs_publisher.errors import InvalidPath
+
+from .errors import UnsafeLayer
+
+log = logging.getLogger(__name__)
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+TAR_BUFSIZE = 1 << 20
+XATTR_PREFIX = "SCHILY.xattr."
+MAX_XATTR_VALUE = 255  # what a CVMFS catalog row can hold
+
+Store = Callable[[BinaryIO, int], PendingFile]
+
+
+@dataclass(eq=False, slots=True)
+class Inode:
+    """What names share when hard-linked: type, metadata and content."""
+
+    kind: Kind
+    mode: int
+    uid: int
+    gid: int
+    mtime: int
+    stored: PendingFile | None = None
+    target: str = ""
+    rdev: tuple[int, int] = (0, 0)
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    inode: Inode
+    children: dict[str, Node] | None = None
+
+
+@dataclass(slots=True)
+class Change:
+    """One layer member: an entry to add, or a whiteout of ``path`` (opaque: its children)."""
+
+    path: str
+    entry: Entry | None = None
+    whiteout: bool = False
+    opaque: bool = False
+    member: str = ""
+
+
+def _xattrs(member: tarfile.TarInfo, where: str) -> dict[str, bytes]:
+    result: dict[str, bytes] = {}
+    for key, value in member.pax_headers.items():
+        if not key.startswith(XATTR_PREFIX):
+            continue
+        name = key[len(XATTR_PREFIX):]
+        data = value.encode("utf-8", "surrogateescape")
+        if len(data) > MAX_XATTR_VALUE or len(name.encode()) > 255:
+            log.warning("%s: %s: dropping xattr %s, too large for a catalog", where,
+                        member.name, name)
+            continue
+        result[name] = data
+    return result
+
+
+def read_layer(stream: BinaryIO, store: Store, where: str) -> list[Change]:
+    """Every member of one layer, file contents handed to ``store`` as they stream by."""
+    changes: list[Change] = []
+    try:
+        archive = tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFSIZE)  # noqa: SIM115
+    except tarfile.ReadError as exc:
+        raise UnsafeLayer(f"{where}: not a tar archive ({exc})") from None
+    try:
+        while True:
+            try:
+                member = archive.next()
+            except (tarfile.TarError, EOFError) as exc:
+                raise UnsafeLayer(f"{where}: broken tar stream ({exc})") from None
+            if member is None:
+                return changes
+            change = _change(archive, member, store, where)
+            if change is not None:
+                changes.append(change)
+    finally:
+        archive.close()
+
+
+def _change(archive: tarfile.TarFile, member: tarfile.TarInfo, store: Store, where: str
+            ) -> Change | None:
+    try:
+        rel = clean_member_path(member.name, f"{where}: member")
+        rel.encode("utf-8")
+    except InvalidPath as exc:
+        raise UnsafeLayer(str(exc)) from None
+    except UnicodeEncodeError:
+        raise UnsafeLayer(f"{where}: member {member.name!r} is not valid UTF-8") from None
+    parent, _, name = rel.rpartition("/")
+    if name == OPAQUE:
+        return Change(parent, opaque=True, member=member.name)
+    if name.startswith(WHITEOUT):
+        target = name[len(WHITEOUT):]
+        if target in ("", ".", ".."):
+            raise UnsafeLayer(f"{where}: member {member.name!r} is a malformed whiteout")
+        return Change(f"{parent}/{target}" if parent else target, whiteout=True,
+                      member=member.name)
+    try:
+        entry = member_entry(archive, member, where)
+    except InvalidPath as exc:
+        raise UnsafeLayer(str(exc)) from None
+    if entry is None:
+        return None
+    entry.xattrs = _xattrs(member, where)
+    if entry.kind is Kind.FILE:
+        assert entry.content is not None
+        with entry.content.open() as handle:
+            entry.stored = store(handle, entry.size)
+        entry.content = None
+    return Change(rel, entry=entry, member=member.name)
+
+
+class FlatTree:
+    """The accumulated root filesystem of one image, in memory."""
+
+    def __init__(self, image: str) -> None:
+        self.image = image
+        self.root = Node(Inode(Kind.DIR, 0o755, 0, 0, 0), {})
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def apply(self, changes: list[Change], where: str) -> None:
+        for change in changes:
+            if change.opaque:
+                self._opaque(change, where)
+            elif change.whiteout:
+                self._whiteout(change, where)
+        for change in changes:
+            if change.entry is not None:
+                self._add(change.entry, change.member, where)
+
+    def _walk_parent(self, parts: list[str], member: str, where: str, *, create: bool,
+                     mtime: int = 0) -> Node | None:
+        """The directory ``parts`` names, never through a symlink (create missing if asked)."""
+        node = self.root
+        for i, part in enumerate(parts):
+            assert node.children is not None
+            child = node.children.get(part)
+            if child is None:
+                if not create:
+                    return None
+                child = Node(Inode(Kind.DIR, 0o755, 0, 0, mtime), {})
+                node.children[part] = child
+            elif child.inode.kind is Kind.SYMLINK:
+                below = "/".join(parts[: i + 1])
+                raise UnsafeLayer(f"{where}: member {member!r} goes through {below!r}, a "
+                                  f"symlink to {child.inode.target!r}; image {self.image} "
+                                  "rejected")
+            elif child.children is None:
+                if not create:
+                    return None
+                below = "/".join(parts[: i + 1])
+                raise UnsafeLayer(f"{where}: member {member!r} needs {below!r} as a "
+                                  f"directory, but it is a {child.inode.kind.value}")
+            node = child
+        return node
+
+    def _opaque(self, change: Change, where: str) -> None:
+        if not change.path:
+            assert self.root.children is not None
+            self.root.children.clear()
+            return
+        parts = change.path.split("/")
+        parent = self._walk_parent(parts[:-1], change.member, where, create=False)
+        directory = parent.children.get(parts[-1]) if parent and parent.children else None
+        if directory is not None and directory.children is not None:
+            directory.children.clear()
+
+    def _whiteout(self, change: Change, where: str) -> None:
+        parts = change.path.split("/")
+        parent = self._walk_parent(parts[:-1], change.member, where, create=False)
+        if parent is not None and parent.children is not None:
+            parent.children.pop(parts[-1], None)
+
+    def _add(self, entry: Entry, member: str, where: str) -> None:
+        if entry.path == "":
+            if entry.kind is not Kind.DIR:
+                raise UnsafeLayer(f"{where}: the image root {member!r} is not a directory")
+            self.root.inode = _inode(entry)
+            return
+        parts = entry.path.split("/")
+        parent = self._walk_parent(parts[:-1], member, where, create=True, mtime=entry.mtime)
+        assert parent is not None and parent.children is not None
+        name = parts[-1]
+        existing = parent.children.get(name)
+        if entry.kind is Kind.DIR:
+            if existing is not None and existing.children is not None:
+                existing.inode = _inode(entry)  # a directory described again keeps contents
+            else:
+                parent.children[name] = Node(_inode(entry), {})
+        elif entry.kind is Kind.HARDLINK:
+            target = self._link_target(entry, member, where)
+            parent.children[name] = Node(target.inode)
+        else:
+            parent.children[name] = Node(_inode(entry))
+
+    def _link_target(self, entry: Entry, member: str, where: str) -> Node:
+        parts = entry.target.split("/") if entry.target else []
+        parent = self._walk_parent(parts[:-1], member, where, create=False) if parts else None
+        target = parent.children.get(parts[-1]) if parent and parent.children else None
+        if target is None:
+            raise UnsafeLayer(f"{where}: hard link {member!r} points to {entry.target!r}, "
+                              f"which does not exist; image {self.image} rejected")
+        if target.children is not None:
+            raise UnsafeLayer(f"{where}: hard link {member!r} points to the directory "
+                              f"{entry.target!r}")
+        return target
+
+    # -- reading out -------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return sum(1 for _ in self._walk())
+
+    def _walk(self) -> Iterator[tuple[str, Node]]:
+        stack: list[tuple[str, Node]] = [("", self.root)]
+        while stack:
+            path, node = stack.pop()
+            yield path, node
+            if node.children:
+                for name in sorted(node.children, reverse=True):
+                    stack.append((f"{path}/{name}" if path else name, node.children[name]))
+
+    def entries(self, skip: frozenset[str] = frozenset()) -> Iterator[Entry]:
+        """The tree as a stream for ``Transaction.replace``, parents first.
+
+        Names sharing a regular file's inode become hard links to the first of them; the
+        engine keeps link groups within a directory (all CVMFS can) and stores the other
+        names as files with the same content. Other shared inodes (links to symlinks or
+        devices, which CVMFS cannot link) are copies.
+        """
+        first_name: dict[int, str] = {}
+        for path, node in self._walk():
+            if path in skip:
+                continue
+            inode = node.inode
+            if inode.kind is Kind.FILE:
+                key = id(inode)
+                if key in first_name:
+                    yield Entry(path, Kind.HARDLINK, mode=inode.mode, uid=inode.uid,
+                                gid=inode.gid, mtime=inode.mtime, target=first_name[key])
+                    continue
+                first_name[key] = path
+            yield _entry(path, inode)
+
+
+def _inode(entry: Entry) -> Inode:
+    mode = 0o777 if entry.kind is Kind.SYMLINK else entry.mode  # Linux symlinks are 0777
+    return Inode(entry.kind, mode, entry.uid, entry.gid, entry.mtime, entry.stored,
+                 entry.target, entry.rdev, entry.xattrs)
+
+
+def _entry(path: str, inode: Inode) -> Entry:
+    size = inode.stored.size if inode.stored is not None else 0
+    return Entry(path, inode.kind, mode=inode.mode, uid=inode.uid, gid=inode.gid,
+                 mtime=inode.mtime, size=size, target=inode.target, rdev=inode.rdev,
+                 xattrs=dict(inode.xattrs), stored=inode.stored)
