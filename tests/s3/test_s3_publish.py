@@ -1,0 +1,251 @@
+"""Init, publish, verify and tags against a real S3 server; anonymous reads; credentials."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import (
+    ACCESS_KEY,
+    BUCKET,
+    FQRN,
+    SECRET_KEY,
+    published_files,
+    sample_files,
+)
+
+from cvmfs_publisher.cvmfs.hashes import Algorithm, ContentHash, Suffix
+from cvmfs_publisher.engine.options import EngineOptions
+from cvmfs_publisher.engine.repository import NativeRepository
+from cvmfs_publisher.errors import ConfigError, StorageError, TagError
+from cvmfs_publisher.storage.base import MANIFEST
+from cvmfs_publisher.storage.http import HttpStorage
+from cvmfs_publisher.storage.s3 import S3Settings, S3Storage
+
+MiB = 1 << 20
+
+
+def test_publish_verify_and_read_back(s3_repo, s3_storage, publish, seaweed):
+    """Everything a client needs is in the bucket, under <prefix>/<fqrn>/ as upstream has it."""
+    files = sample_files("one", big=17 * MiB)  # > 16 MiB max chunk: P objects
+    result = publish(s3_repo, "/sw/a", files)
+    assert result.revision == 1
+    assert published_files(s3_repo, "/sw/a") == files
+    report = s3_repo.verify()
+    assert report.ok, report.problems
+    assert report.revision == 1
+    keys = set(s3_storage.list())
+    assert {".cvmfspublished", ".cvmfswhitelist", ".cvmfsreflog",
+            ".cvmfs_master_replica"} <= keys
+    assert any(k.endswith("P") for k in keys), "the 17 MiB file should be chunked"
+    prefix = s3_storage.settings.prefix
+    raw = s3_storage.client.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")
+    assert all(o["Key"].startswith(f"{prefix}/{FQRN}/") for o in raw["Contents"])
+    assert f"{prefix}/{FQRN}/.cvmfspublished" in {o["Key"] for o in raw["Contents"]}
+
+
+def test_second_publish_keeps_first_and_skips_known_objects(s3_repo, publish):
+    first = sample_files("a")
+    publish(s3_repo, "/sw/a", first)
+    second = {**sample_files("a"), "new.txt": b"new\n"}
+    result = publish(s3_repo, "/sw/b", second)
+    assert result.revision == 2
+    assert result.objects_skipped >= len(first) - 1  # identical content is not uploaded again
+    assert published_files(s3_repo, "/sw/a") == first
+    assert published_files(s3_repo, "/sw/b") == second
+    assert s3_repo.verify().ok
+
+
+def test_tags_over_s3(s3_repo, s3_storage, publish):
+    publish(s3_repo, "/sw/pkg", {"v": b"1\n"}, tag="pkg-1")
+    publish(s3_repo, "/sw/pkg", {"v": b"2\n"}, tag="pkg-2")
+    reader = s3_repo.reader()
+    history = reader.history()
+    assert history is not None
+    tags = {t.name: t for t in history.tags()}
+    history.conn.close()
+    assert tags["pkg-1"].revision == 1 and tags["pkg-2"].revision == 2
+    old_root = reader.catalog(tags["pkg-1"].root_hash)  # the tagged revision stays readable
+    entry = old_root.lookup("/sw/pkg/v")
+    assert entry is not None and entry.content_hash is not None
+    assert reader._object(entry.content_hash, Suffix.NONE, entry) == b"1\n"
+    reader.close()
+    with pytest.raises(TagError, match="already exists"):
+        publish(s3_repo, "/sw/pkg", {"v": b"3\n"}, tag="pkg-1")
+    assert s3_repo.head().manifest.revision == 2
+    assert s3_repo.verify().ok
+
+
+def test_anonymous_http_read_of_the_bucket_url(s3_repo, s3_storage, publish, tmp_path, seaweed):
+    """The bucket's public URL is a CVMFS_SERVER_URL: HttpStorage + the public key verify it."""
+    files = sample_files("anon", big=5 * MiB)
+    publish(s3_repo, "/sw/x", files)
+    url = s3_storage.public_url()
+    assert url == f"{seaweed.endpoint}/{BUCKET}/{s3_storage.settings.prefix}/{FQRN}"
+    http = NativeRepository(HttpStorage(url), FQRN,
+                            public_keys=[tmp_path / "keys" / f"{FQRN}.pub"],
+                            options=EngineOptions(cache_dir=tmp_path / "anon-cache"))
+    assert published_files(http, "/sw/x") == files
+    report = http.verify()
+    assert report.ok, report.problems
+    assert not http.storage.exists("data/00/" + "0" * 38)
+    # the server does enforce auth: anonymous writes are refused
+    denied = requests.put(f"{url}/data/00/{'1' * 38}", data=b"x", timeout=10)
+    assert denied.status_code == 403
+
+
+def test_headers_and_acl_as_upstream(s3_repo, s3_storage, publish):
+    publish(s3_repo, "/sw/h", {"f": b"headers\n"})
+    url = s3_storage.public_url()
+    manifest = requests.head(f"{url}/.cvmfspublished", timeout=10)
+    assert manifest.status_code == 200
+    assert manifest.headers["Content-Type"] == "application/x-cvmfs"
+    assert manifest.headers["Cache-Control"] == "max-age=61"
+    data_key = next(k for k in s3_storage.list("data/") if k.endswith("C"))
+    obj = requests.head(f"{url}/{data_key}", timeout=10)
+    assert obj.status_code == 200
+    assert obj.headers["Content-Type"] == "application/octet-stream"
+    assert obj.headers["Cache-Control"] == "max-age=259200"
+
+
+def _record_put_headers(storage: S3Storage) -> list[tuple[str, dict[str, str]]]:
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def hook(request, **_kwargs):
+        headers = {k.lower(): v.decode() if isinstance(v, bytes) else v
+                   for k, v in request.headers.items()}
+        seen.append((request.url, headers))
+
+    storage.client.meta.events.register("before-send.s3.PutObject", hook)
+    return seen
+
+
+@pytest.mark.parametrize("acl", ["public-read", None])
+def test_canned_acl_or_bucket_policy(s3_settings, new_repo, publish, acl):
+    """Default: every repository file carries x-amz-acl public-read (the lease never does);
+    ``acl: none`` sends no ACL, for buckets whose policy grants anonymous reads."""
+    settings = dataclasses.replace(s3_settings, acl=acl)
+    storage = S3Storage(settings, FQRN)
+    seen = _record_put_headers(storage)
+    repo = new_repo(storage)
+    repo.create()
+    publish(repo, "/sw/acl", {"f": b"acl\n"})
+    acls = {url.rsplit("/", 1)[-1].split("?")[0]: h.get("x-amz-acl") for url, h in seen}
+    lease = acls.pop(".cvmfs_publish_lease")
+    assert lease is None
+    assert acls and set(acls.values()) == {acl}
+    assert requests.get(f"{storage.public_url()}/.cvmfspublished", timeout=10).ok
+
+
+def test_multipart_for_large_objects(s3_settings):
+    settings = dataclasses.replace(s3_settings, multipart_threshold=5 * MiB,
+                                   multipart_chunksize=5 * MiB)
+    storage = S3Storage(settings, FQRN)
+    data = os.urandom(11 * MiB)
+    key = ContentHash.of(data, Algorithm.SHA1).object_key(Suffix.NONE)
+    storage.put(key, data)
+    head = storage.client.head_object(Bucket=BUCKET, Key=storage.object_key(key))
+    assert re.search(r"-3\"?$", head["ETag"]), head["ETag"]  # three parts
+    assert head["ContentType"] == "application/octet-stream"
+    assert storage.get(key) == data
+    anonymous = requests.get(f"{storage.public_url()}/{key}", timeout=30)
+    assert anonymous.status_code == 200 and anonymous.content == data
+
+
+def test_read_only_storage_refuses_writes(s3_repo, s3_settings, publish, new_repo):
+    publish(s3_repo, "/sw/r", {"f": b"r\n"})
+    storage = S3Storage(s3_settings, FQRN, read_only=True)
+    with pytest.raises(StorageError, match="read-only"):
+        storage.put(MANIFEST, b"x")
+    with pytest.raises(StorageError, match="read-only"), storage.lock("me"):
+        pass
+    assert new_repo(storage).verify().ok
+
+
+# -- credentials ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("access", "secret", "code"), [
+    (ACCESS_KEY, "not-the-secret", "SignatureDoesNotMatch"),
+    ("AKNOSUCHKEY", SECRET_KEY, "InvalidAccessKeyId"),
+])
+def test_wrong_credentials_clear_error_nothing_written(
+        s3_settings, new_repo, seaweed, monkeypatch, access, secret, code, caplog):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    storage = S3Storage(s3_settings, FQRN)
+    expected = (rf"^S3 endpoint {re.escape(seaweed.endpoint)} \(bucket {BUCKET}\) rejected "
+                rf"the credentials \({code}\)$")
+    with pytest.raises(StorageError, match=expected) as info:
+        new_repo(storage).create()
+    assert "not-the-secret" not in str(info.value) and "not-the-secret" not in caplog.text
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    good = S3Storage(s3_settings, FQRN)
+    listed = good.client.list_objects_v2(Bucket=BUCKET, Prefix=s3_settings.prefix)
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_no_credentials_anywhere(s3_settings, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    storage = S3Storage(s3_settings, FQRN)
+    with pytest.raises(StorageError, match=r"^no S3 credentials for S3 endpoint .*: set "):
+        storage.exists(MANIFEST)
+
+
+def test_credentials_from_aws_file_and_profile(s3_settings, monkeypatch, tmp_path, s3_repo):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    creds = tmp_path / "credentials"
+    creds.write_text(f"[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n"
+                     f"[cvmfs]\naws_access_key_id = {ACCESS_KEY}\n"
+                     f"aws_secret_access_key = {SECRET_KEY}\n")
+    creds.chmod(0o600)
+    settings = dataclasses.replace(s3_settings, credentials_file=creds, profile="cvmfs")
+    assert S3Storage(settings, FQRN).exists(MANIFEST)
+    default = dataclasses.replace(s3_settings, credentials_file=creds)
+    with pytest.raises(StorageError, match="rejected the credentials"):
+        S3Storage(default, FQRN).get(MANIFEST)
+    with pytest.raises(ConfigError, match="profile 'nope' not found"):
+        S3Storage(dataclasses.replace(settings, profile="nope"), FQRN)
+
+
+def test_credentials_from_upstream_s3_conf(s3_settings, monkeypatch, tmp_path, s3_repo):
+    """The same s3.conf a classic cvmfs_server uses works as a credentials file."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    conf = tmp_path / "s3.conf"
+    conf.write_text(f"CVMFS_S3_HOST=127.0.0.1\nCVMFS_S3_BUCKET={BUCKET}\n"
+                    f"CVMFS_S3_ACCESS_KEY={ACCESS_KEY}\nCVMFS_S3_SECRET_KEY={SECRET_KEY}\n")
+    conf.chmod(0o600)
+    settings = dataclasses.replace(s3_settings, credentials_file=conf)
+    assert S3Storage(settings, FQRN).exists(MANIFEST)
+
+
+def test_missing_bucket(seaweed, s3_env):
+    settings = S3Settings.from_mapping({"url": "s3://no-such-bucket/x",
+                                        "endpoint": seaweed.endpoint, "max_attempts": 1})
+    storage = S3Storage(settings, FQRN)
+    with pytest.raises(StorageError, match=r"^bucket no-such-bucket does not exist at S3 endpoint"):
+        storage.get(MANIFEST)
+
+
+def test_unreachable_endpoint_message(s3_env):
+    settings = S3Settings.from_mapping({"url": "s3://cvmfs", "endpoint": "http://127.0.0.1:9",
+                                        "max_attempts": 2})
+    with pytest.raises(StorageError) as info:
+        S3Storage(settings, FQRN).exists(MANIFEST)
+    assert str(info.value) == ("cannot reach S3 endpoint http://127.0.0.1:9 (bucket cvmfs): "
+                               "connection refused")
+
+
+def test_keys_are_checked(s3_storage):
+    with pytest.raises(Exception, match="not a repository storage key"):
+        s3_storage.get("../other.repo/.cvmfspublished")
+    assert Path(s3_storage.object_key("data/ab/" + "c" * 38)).parts[-3:] == (
+        "data", "ab", "c" * 38)
