@@ -29,7 +29,8 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     Start with 'init', publish with 'publish', check with 'verify', serve with 'serve'.
     """
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr,
+                        force=True)
     ctx.obj = State(config_path, verbose)
 
 
