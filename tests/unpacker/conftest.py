@@ -1,0 +1,197 @@
+"""Session fixtures: real registries (plain, Basic/htpasswd, Bearer token) and test images.
+
+Every server is a real process on a free loopback port, stopped by its PID at the end.
+The three registries share one storage directory, so an image pushed once is served by
+all of them. A missing tool fails the tests (it does not skip them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bcrypt
+import pytest
+import requests
+import yaml
+
+from cvmfs_publisher.engine.options import EngineOptions
+from cvmfs_publisher.engine.repository import NativeRepository
+from cvmfs_publisher.storage.local import LocalStorage
+
+import imagekit as kit
+
+HERE = Path(__file__).resolve().parent
+DEPS = "scripts/deps/registry.sh"
+USER, PASSWORD = "testuser", "testpass"
+FQRN = "unpacked.example.org"
+
+
+def require_tools(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not installed: run `sudo {DEPS}` (as root) first",
+                    pytrace=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def _start(name: str, args: list[str], work: Path, ready_url: str) -> Server:
+    log = work / f"{name}.log"
+    proc = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    server = Server(name, proc, log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(requests.RequestException):
+            requests.get(ready_url, timeout=1)
+            return server
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"{name} did not start: {log.read_text(errors='replace')[-2000:]}")
+
+
+def _registry(name: str, work: Path, data: Path, auth: dict | None) -> tuple[Server, str]:
+    port = free_port()
+    config = {"version": 0.1, "log": {"level": "warn"},
+              "storage": {"filesystem": {"rootdirectory": str(data)},
+                          "delete": {"enabled": True}},
+              "http": {"addr": f"127.0.0.1:{port}"},
+              "health": {"storagedriver": {"enabled": False}}}
+    if auth:
+        config["auth"] = auth
+    path = work / f"{name}.yml"
+    path.write_text(yaml.safe_dump(config))
+    server = _start(name, ["docker-registry", "serve", str(path)], work,
+                    f"http://127.0.0.1:{port}/v2/")
+    return server, f"127.0.0.1:{port}"
+
+
+@dataclass
+class Registries:
+    plain: str
+    basic: str
+    token: str
+    token_log: Path
+    servers: list[Server] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory: pytest.TempPathFactory):
+    require_tools("docker-registry", "skopeo", "umoci")
+    work = tmp_path_factory.mktemp("registries")
+    data = work / "data"
+    servers: list[Server] = []
+    try:
+        plain, plain_host = _registry("plain", work, data, None)
+        servers.append(plain)
+        htpasswd = work / "htpasswd"
+        htpasswd.write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(5)).decode()}\n")
+        basic, basic_host = _registry("basic", work, data, {"htpasswd": {
+            "realm": "basic-realm", "path": str(htpasswd)}})
+        servers.append(basic)
+        token_port, cert = free_port(), work / "token-cert.pem"
+        token_server = _start("tokenserver", [
+            sys.executable, str(HERE / "tokenserver.py"), str(token_port), str(cert),
+            json.dumps({USER: PASSWORD}), "4"], work, f"http://127.0.0.1:{token_port}/token")
+        servers.append(token_server)
+        token, token_host = _registry("token", work, data, {"token": {
+            "realm": f"http://127.0.0.1:{token_port}/token", "service": "test-registry",
+            "issuer": "test-issuer", "rootcertbundle": str(cert)}})
+        servers.append(token)
+        yield Registries(plain_host, basic_host, token_host, token_server.log, servers)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+@dataclass
+class Images:
+    layout: Path
+    oracle: Path
+    plain: str
+    refs: dict[str, str]
+    zstd_config_digest: str = ""
+
+
+@pytest.fixture(scope="session")
+def images(registries: Registries, tmp_path_factory: pytest.TempPathFactory) -> Images:
+    """Every test image, pushed to the shared registry storage once per session."""
+    work = tmp_path_factory.mktemp("images")
+    layout = kit.build_main_image(work)
+    host = registries.plain
+    kit.skopeo_push(layout, "1.0", f"{host}/test/img:1.0")
+    kit.skopeo_push(layout, "1.0", f"{host}/test/img:1.0-docker", fmt="v2s2")
+    kit.skopeo_push(layout, "1.0", f"{host}/test/img:1.1")
+    kit.skopeo_push(layout, "multi", f"{host}/test/multi:1.0", all_images=True)
+    kit.skopeo_push(layout, "multi", f"{host}/test/multi:1.0-docker", fmt="v2s2",
+                    all_images=True)
+    pusher = kit.Pusher(f"http://{host}")
+    config, tars = kit.layout_layers(layout, "1.0")
+    # zstd for the first two layers, a plain tar for the third; a config of its own so the
+    # flat is unpacked from these blobs rather than linked to the gzip twin's flat.
+    layers = [(kit.zst(tars[0]), kit.LAYER_ZSTD, tars[0]), (kit.zst(tars[1]), kit.LAYER_ZSTD,
+              tars[1]), (tars[2], kit.LAYER_TAR, tars[2])]
+    pusher.image("test/zstd", "1.0", layers,
+                     config_extra={"author": "zstd variant", "config": config.get("config", {})})
+    for tag, tar in kit.hostile_layers().items():
+        pusher.image("test/hostile", tag, [(kit.gz(tar), kit.LAYER_GZIP, tar)])
+    small = kit.tar_bytes([kit.member("f.txt", data=b"f\n")])
+    pusher.image("test/bad", "diffid", [(kit.gz(small), kit.LAYER_GZIP, small)],
+                 diff_ids=["sha256:" + "0" * 64])
+    for i in range(3):
+        tar = kit.tar_bytes([kit.member(f"small-{i}.txt", data=f"v{i}\n".encode())])
+        pusher.image("test/small", f"v{i}", [(kit.gz(tar), kit.LAYER_GZIP, tar)],
+                     config_extra={"author": f"small {i}"})
+    oracle = kit.oracle(layout, "1.0", work / "oracle")
+    refs = {"oci": f"{host}/test/img:1.0", "docker": f"{host}/test/img:1.0-docker",
+            "zstd": f"{host}/test/zstd:1.0", "multi": f"{host}/test/multi:1.0",
+            "multi-docker": f"{host}/test/multi:1.0-docker"}
+    return Images(layout, oracle, host, refs)
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path):
+    """Fresh native repositories in this test's directory."""
+    counter = iter(range(100))
+
+    def make(name: str = FQRN) -> NativeRepository:
+        base = tmp_path / f"repo{next(counter)}"
+        repo = NativeRepository(LocalStorage(base / "storage"), name, keys_dir=base / "keys",
+                                options=EngineOptions(cache_dir=base / "cache",
+                                                      work_dir=None))
+        repo.create()
+        return repo
+
+    return make
