@@ -401,7 +401,8 @@ class CatalogCheck:
         self.problem(f"{len(orphans)} row(s) not reachable from the catalog root (wrong parent "
                      f"key?): {names}")
 
-    def _children(self) -> Tally:
+    def _children(self) -> Tally | None:
+        """Check the child catalogs; None if one could not be read (subtree unknown)."""
         refs = self.catalog.nested()
         registered = Multiset(ref.path for ref in refs)
         for path, count in registered.items():
@@ -409,28 +410,31 @@ class CatalogCheck:
                 self.problem(f"nested catalog {path} registered {count} times")
         for path in self.mountpoints - set(registered):
             self.problem(f"mountpoint {display(path)} is not in nested_catalogs")
-        subtree = Tally()
+        subtree: Tally | None = Tally()
         for ref in refs:
             if ref.path not in self.mountpoints:
                 self.problem(f"nested catalog {ref.path} has no mountpoint entry")
                 continue
             mount = self.catalog.lookup(ref.path)
             child = self.v._catalog(ref.content_hash, ref.path, ref.size, mount)
-            if child is not None:
-                subtree = subtree + child
+            subtree = None if child is None or subtree is None else subtree + child
         return subtree
 
-    def _counters(self, stored: Counters | None, subtree: Tally) -> Tally:
+    def _counters(self, stored: Counters | None, subtree: Tally | None) -> Tally | None:
+        """Compare the 24 counters; ``subtree_*`` only when every child could be counted
+        (an unreadable child is reported once, not again as its ancestors' counters)."""
         own = self.catalog.count_own()
         if stored is not None:
             for name in FIELDS:
                 for kind, actual, recorded in (("self", own, stored.own),
                                                ("subtree", subtree, stored.subtree)):
+                    if actual is None:
+                        continue
                     if getattr(actual, name) != getattr(recorded, name):
                         self.problem(f"statistics counter mismatch: {kind}_{name} is "
                                      f"{getattr(recorded, name)}, recomputed "
                                      f"{getattr(actual, name)}")
-        return own + subtree
+        return None if subtree is None else own + subtree
 
 
 def _entry(row: tuple) -> DirEntry:
