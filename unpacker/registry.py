@@ -362,13 +362,14 @@ class RegistryClient:
 
     def get_blob_bytes(self, ref: ImageRef, digest: str, limit: int = MAX_CONFIG) -> bytes:
         """A small blob (an image config) read whole and verified."""
+        parts, total = [], 0
         with self.open_blob(ref, digest, None) as blob:
-            data = blob.read(limit + 1)
-            if len(data) > limit:
-                raise RegistryError(f"{ref}: blob {digest} is larger than {limit} bytes")
-            if blob.read(1):
-                raise RegistryError(f"{ref}: blob {digest} is larger than {limit} bytes")
-        return data
+            while block := blob.read(READ_BLOCK):
+                total += len(block)
+                if total > limit:
+                    raise RegistryError(f"{ref}: blob {digest} is larger than {limit} bytes")
+                parts.append(block)
+        return b"".join(parts)
 
     def open_blob(self, ref: ImageRef, digest: str, size: int | None) -> BlobReader:
         return BlobReader(self, ref, digest, size)

@@ -20,19 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bcrypt
+import imagekit as kit
 import pytest
 import requests
 import yaml
+from imagekit import PASSWORD, USER
 
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.storage.local import LocalStorage
 
-import imagekit as kit
-
 HERE = Path(__file__).resolve().parent
 DEPS = "scripts/deps/registry.sh"
-USER, PASSWORD = "testuser", "testpass"
 FQRN = "unpacked.example.org"
 
 
@@ -117,7 +116,8 @@ def registries(tmp_path_factory: pytest.TempPathFactory):
         plain, plain_host = _registry("plain", work, data, None)
         servers.append(plain)
         htpasswd = work / "htpasswd"
-        htpasswd.write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(5)).decode()}\n")
+        hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(5)).decode()
+        htpasswd.write_text(f"{USER}:{hashed}\n")
         basic, basic_host = _registry("basic", work, data, {"htpasswd": {
             "realm": "basic-realm", "path": str(htpasswd)}})
         servers.append(basic)

@@ -26,6 +26,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+USER, PASSWORD = "testuser", "testpass"
 UNICODE_NAME = "données-ünïcödé-☃.txt"
 LONG_PATH = "data/" + "d" * 60 + "/" + "e" * 60 + "/" + "f" * 80 + ".txt"
 
