@@ -61,7 +61,7 @@ from botocore.exceptions import (
 )
 
 from ..errors import ConfigError, ObjectNotFound, RepositoryBusy, StorageError, UsageError
-from .base import MANIFEST, LockInfo, Storage
+from .base import MANIFEST, REFLOG, LockInfo, Storage
 from .keys import check_key
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ _CREDENTIAL_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToke
                      "TokenRefreshRequired"}
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 _NOT_IMPLEMENTED_CODES = {"NotImplemented", "501", "InvalidArgument", "InvalidRequest"}
-_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
@@ -118,7 +118,7 @@ class S3Settings:
     public_url: str | None = None
     parallelism: int = 16
     retry_mode: str = "standard"
-    max_attempts: int = 5
+    max_attempts: int = 5  # in total, the first try included (AWS config semantics)
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     multipart_threshold: int = 32 * MiB
@@ -373,7 +373,7 @@ def make_client(settings: S3Settings) -> Any:
         region_name=settings.region or "us-east-1",
         signature_version=settings.signature_version,
         s3={"addressing_style": settings.style},
-        retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+        retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
         max_pool_connections=settings.parallelism + 4,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
@@ -463,6 +463,8 @@ class S3Storage(Storage):
         if self._lease is not None and key == MANIFEST:
             self._lease.put_manifest(data)
             return
+        if self._lease is not None and key == REFLOG:
+            self._lease.check_manifest()  # never clobber the reflog of another publisher
         self._put(key, data, _headers(key), acl=True)
 
     def _put(self, key: str, data: bytes, headers: dict[str, str], *, acl: bool,
@@ -805,7 +807,10 @@ class _Lease:
     def take_over(self, stale: LeaseState) -> None:
         """Replace an expired lease, only if it is still the very one we judged expired."""
         self._write(if_match=stale.etag)
-        _ABANDONED.discard(stale.token)
+        if stale.token in _ABANDONED:
+            _ABANDONED.discard(stale.token)
+            log.info("reclaimed the publish lease this process could not remove earlier")
+            return
         log.warning("took over the expired publish lease of %s (pid %d on %s), "
                     "idle for %.0f s", stale.info.owner, stale.info.pid, stale.info.host,
                     stale.age)
@@ -844,6 +849,20 @@ class _Lease:
             raise StorageError(f"{self.storage.location}: lost the publish lease ({self.lost}); "
                                "nothing was published, run the publish again")
 
+    def check_manifest(self) -> None:
+        """Before the reflog: the lease still ours and the manifest still the one we started
+        from. Check-then-act, but it keeps a publisher that lost its lease from replacing
+        the reflog of the one that took over; the manifest write itself is conditional."""
+        with self.mutex:
+            self.check()
+            current = self.storage.etag(MANIFEST)
+        if self.manifest_etag != "" and current != self.manifest_etag:
+            raise StorageError(self._changed_message())
+
+    def _changed_message(self) -> str:
+        return (f"{self.storage.location}: the manifest changed while this publish held the "
+                "lease (another publisher took it over?); nothing was published")
+
     def put_manifest(self, data: bytes) -> None:
         """The atomic switch, made conditional on the manifest we started from."""
         with self.mutex:
@@ -855,10 +874,7 @@ class _Lease:
                 etag = self.storage._conditional_put(MANIFEST, data, _headers(MANIFEST),
                                                      acl=True, **condition)
             except _Precondition:
-                raise StorageError(
-                    f"{self.storage.location}: the manifest changed while this publish held "
-                    "the lease (another publisher took it over?); nothing was published"
-                ) from None
+                raise StorageError(self._changed_message()) from None
             self.manifest_etag = etag or self.storage.etag(MANIFEST)
 
     def release(self) -> None:

@@ -249,3 +249,44 @@ def test_keys_are_checked(s3_storage):
         s3_storage.get("../other.repo/.cvmfspublished")
     assert Path(s3_storage.object_key("data/ab/" + "c" * 38)).parts[-3:] == (
         "data", "ab", "c" * 38)
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_kwargs):
+        yield self.body
+
+
+def _throttle_first(storage: S3Storage, times: int) -> list[int]:
+    """The first ``times`` PUTs get 503 SlowDown without reaching the server."""
+    from botocore.awsrequest import AWSResponse
+
+    calls: list[int] = []
+    body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
+            b"<Message>Please reduce your request rate.</Message></Error>")
+
+    def hook(request, **_kwargs):
+        calls.append(1)
+        if len(calls) <= times:
+            return AWSResponse(request.url, 503, {"Content-Type": "application/xml"}, _Raw(body))
+        return None
+
+    storage.client.meta.events.register("before-send.s3.PutObject", hook)
+    return calls
+
+
+def test_throttling_is_retried_by_botocore(s3_settings):
+    key = "data/ab/" + "c" * 38
+    patient = S3Storage(dataclasses.replace(s3_settings, max_attempts=3), FQRN)
+    calls = _throttle_first(patient, 2)
+    patient.put(key, b"made it")
+    assert len(calls) == 3 and patient.get(key) == b"made it"
+    hasty = S3Storage(dataclasses.replace(s3_settings, max_attempts=2), FQRN)
+    _throttle_first(hasty, 5)
+    with pytest.raises(StorageError) as info:
+        hasty.put(key, b"x")
+    assert str(info.value) == (
+        f"S3 endpoint {s3_settings.endpoint} (bucket {BUCKET}) failed PUT {key} after 2 "
+        "attempt(s): SlowDown (HTTP 503) Please reduce your request rate.")
