@@ -14,6 +14,7 @@ import enum
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ..errors import InvalidPath
@@ -47,6 +48,16 @@ class BytesContent:
 
     def open(self) -> BinaryIO:
         return io.BytesIO(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class PathContent:
+    """A file on disk: stable, so it can be read later and in another thread."""
+
+    path: Path
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")
 
 
 @dataclass(frozen=True, slots=True)

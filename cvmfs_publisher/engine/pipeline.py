@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 from ..cvmfs.catalog import Chunk
@@ -47,15 +48,16 @@ class PipelineStats:
 class PendingFile:
     """A file whose objects are still being written; ``result()`` waits for them."""
 
-    size: int
-    whole: Future[ContentHash] | None = None
-    pieces: list[tuple[int, int, Future[ContentHash]]] = field(default_factory=list)
+    size: int  # as far as known when staged; the stored size is in the result
+    whole: Future[tuple[ContentHash, int]] | None = None
+    pieces: list[tuple[int, int, Future[tuple[ContentHash, int]]]] = field(default_factory=list)
     compression: Compression = Compression.ZLIB
 
     def result(self) -> StoredFile:
         if self.whole is not None:
-            return StoredFile(self.size, self.whole.result(), (), self.compression)
-        chunks = tuple(Chunk(off, n, fut.result()) for off, n, fut in self.pieces)
+            content_hash, size = self.whole.result()
+            return StoredFile(size, content_hash, (), self.compression)
+        chunks = tuple(Chunk(off, n, fut.result()[0]) for off, n, fut in self.pieces)
         return StoredFile(self.size, None, chunks, self.compression)
 
 
@@ -102,7 +104,7 @@ class ObjectPipeline:
         self.stats = PipelineStats()
         self._known: set[str] = set()
         self._lock = threading.Lock()
-        self._futures: list[Future[ContentHash]] = []
+        self._futures: list[Future[tuple[ContentHash, int]]] = []
 
     # -- storing single objects -----------------------------------------------------------
 
@@ -133,15 +135,23 @@ class ObjectPipeline:
         return content_hash
 
     def _submit(self, data: bytes, suffix: Suffix, compression: Compression) -> Future:
-        self.budget.acquire(len(data))
+        return self._submit_producer(lambda: data, len(data), suffix, compression)
 
-        def task() -> ContentHash:
+    def _submit_producer(self, produce: Callable[[], bytes], size: int, suffix: Suffix,
+                         compression: Compression, account: bool = False) -> Future:
+        """Run produce -> encode -> store in a worker; ``size`` reserves the byte budget."""
+        self.budget.acquire(size)
+
+        def task() -> tuple[ContentHash, int]:
             try:
+                data = produce()
                 content_hash, stored = encode(data, self.algorithm, self.level, compression)
                 self._store(stored, content_hash, suffix)
-                return content_hash
+                if account:
+                    self._account(len(data))
+                return content_hash, len(data)
             finally:
-                self.budget.release(len(data))
+                self.budget.release(size)
 
         future = self.pool.submit(task)
         with self._lock:
@@ -149,6 +159,26 @@ class ObjectPipeline:
         return future
 
     # -- files ------------------------------------------------------------------------------
+
+    def add_path(self, path: Path, size_hint: int,
+                 compression: Compression = Compression.ZLIB) -> PendingFile:
+        """A file on disk: small ones are read by the worker that compresses them, so
+        opening and reading thousands of files runs in parallel too."""
+        if self.chunking is not None and size_hint > self.chunking.min_size:
+            try:
+                with open(path, "rb") as stream:
+                    return self.add_file(stream, size_hint, compression)
+            except OSError as exc:
+                raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+
+        def read() -> bytes:
+            try:
+                return path.read_bytes()
+            except OSError as exc:
+                raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+
+        future = self._submit_producer(read, size_hint, Suffix.NONE, compression, account=True)
+        return PendingFile(size_hint, future, compression=compression)
 
     def add_file(
         self, stream: BinaryIO, size_hint: int, compression: Compression = Compression.ZLIB
@@ -199,8 +229,9 @@ class ObjectPipeline:
         self._account(len(piece), files=0)
 
     def _account(self, nbytes: int, files: int = 1) -> None:
-        self.stats.files += files
-        self.stats.bytes_in += nbytes
+        with self._lock:
+            self.stats.files += files
+            self.stats.bytes_in += nbytes
         if self.progress is not None:
             self.progress(files, nbytes)
 

@@ -14,7 +14,7 @@ from typing import BinaryIO
 import zstandard
 
 from ..errors import SourceError
-from .entries import Entry, Kind, OpenerContent, clean_member_path
+from .entries import Entry, Kind, OpenerContent, PathContent, clean_member_path
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,8 @@ def _utf8(name: str, where: Path) -> str:
 
 
 def _file_entry(path: Path, rel: str, st: os.stat_result) -> Entry:
-    def opener() -> BinaryIO:
-        try:
-            return open(path, "rb")
-        except OSError as exc:
-            raise SourceError(f"cannot read {path}: {exc.strerror}") from None
-
     return Entry(rel, Kind.FILE, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-                 int(st.st_mtime), st.st_size, OpenerContent(opener))
+                 int(st.st_mtime), st.st_size, PathContent(path))
 
 
 def directory_entries(root: Path) -> Iterator[Entry]:

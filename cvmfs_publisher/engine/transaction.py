@@ -27,7 +27,7 @@ from ..cvmfs.reflog import Reflog, RefType
 from ..errors import FormatError, ObjectNotFound, PathNotFound, SourceError, TagError
 from ..storage.base import MANIFEST, REFLOG, Storage
 from .catalog_tree import CatalogTree
-from .entries import Entry
+from .entries import Entry, PathContent
 from .options import EngineOptions
 from .pipeline import ObjectPipeline, PendingFile
 from .reader import ObjectCache, RepositoryReader
@@ -110,6 +110,8 @@ class Transaction:
     def _store(self, entry: Entry) -> PendingFile:
         if entry.content is None:
             raise SourceError(f"file entry {entry.path!r} has no content")
+        if isinstance(entry.content, PathContent):
+            return self.pipeline.add_path(entry.content.path, entry.size)
         with entry.content.open() as stream:
             return self.store(stream, entry.size)
 

@@ -32,7 +32,7 @@ class LocalStorage(Storage):
     def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self.root = root
         self.read_only = read_only
-        self._lock_fd: int | None = None
+        self._directories: set[Path] = set()  # known to exist: saves a mkdir per object
 
     @property
     def location(self) -> str:
@@ -63,12 +63,12 @@ class LocalStorage(Storage):
         staging = self.root / STAGING
         tmp = staging / f"{target.name[:40]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
-            staging.mkdir(parents=True, exist_ok=True)
+            self._ensure_directory(staging)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                self._ensure_directory(target.parent)
                 os.replace(tmp, target)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -76,6 +76,11 @@ class LocalStorage(Storage):
                 raise
         except OSError as exc:
             raise StorageError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
+
+    def _ensure_directory(self, path: Path) -> None:
+        if path not in self._directories:
+            path.mkdir(parents=True, exist_ok=True)
+            self._directories.add(path)
 
     def delete(self, key: str) -> None:
         if self.read_only:
