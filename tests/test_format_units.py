@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
+import random
 import zlib
 from pathlib import Path
 
@@ -45,6 +47,7 @@ from cvmfs_publisher.cvmfs.whitelist import (
     parse_whitelist,
     verify_whitelist_signature,
 )
+from cvmfs_publisher.engine.chunking import ChunkPolicy, split
 from cvmfs_publisher.engine.trust import check_whitelist
 from cvmfs_publisher.errors import FormatError, SignatureError
 from cvmfs_publisher.storage.local import LocalStorage
@@ -374,6 +377,9 @@ FIXTURE_EXPIRY = dt.datetime(2026, 12, 24, 17, 15, 53, tzinfo=UTC)
     # Other time zones are converted to UTC first.
     (dt.datetime(2026, 12, 24, 17, 30, tzinfo=dt.timezone(dt.timedelta(hours=1))), True),
     (dt.datetime(2026, 12, 24, 16, 30, tzinfo=dt.timezone(dt.timedelta(hours=-1))), False),
+    # A half-hour zone: the hour is taken after converting (22:45+05:30 is 17:15 UTC).
+    (dt.datetime(2026, 12, 24, 22, 29, tzinfo=dt.timezone(dt.timedelta(hours=5.5))), True),
+    (dt.datetime(2026, 12, 24, 22, 45, tzinfo=dt.timezone(dt.timedelta(hours=5.5))), False),
 ])
 def test_fixture_whitelist_expiry(storage: Path, moment: dt.datetime, valid: bool) -> None:
     whitelist, _ = parse_whitelist((storage / ".cvmfswhitelist").read_bytes())
@@ -439,3 +445,89 @@ def test_xattr_limits() -> None:
         decode_xattrs(blob[:-1])
     with pytest.raises(FormatError):
         decode_xattrs(b"\x02" + blob[1:])
+
+
+# -- chunk cut points (spec 2.5, upstream's Xor32Detector) --------------------------------------
+
+
+def reference_cut_points(data: bytes, min_size: int, avg_size: int, max_size: int) -> list[int]:
+    """The spec's pseudocode, byte by byte: chunk ends (exclusive) for the whole file."""
+    magic, threshold = 0x7FFFFFFF, 0xFFFFFFFF // avg_size
+    cuts, start = [], 0
+    while len(data) - start > min_size:
+        x = 0
+        for byte in data[start + min_size - 32:start + min_size]:
+            x = ((x << 1) ^ byte) & 0xFFFFFFFF
+        cut, p = None, start + min_size
+        while p < start + max_size and p < len(data):
+            x = ((x << 1) ^ data[p]) & 0xFFFFFFFF
+            d = (x - magic) & 0xFFFFFFFF
+            d = d - (1 << 32) if d >= 1 << 31 else d  # signed32, wrapping
+            if (abs(d) if d != -(1 << 31) else d) < threshold:  # abs32(INT32_MIN) < 0
+                cut = p
+                break
+            p += 1
+        if cut is None:
+            cut = start + max_size if p == start + max_size else len(data)
+        cuts.append(cut)
+        start = cut
+    if start < len(data) or not cuts:
+        cuts.append(len(data))
+    return cuts
+
+
+@pytest.mark.parametrize("kind", ["random", "zeros", "text", "ones", "int32-min"])
+def test_chunk_cut_points_follow_upstream(kind: str) -> None:
+    rng = random.Random(7)
+    size = 300_000
+    data = {
+        "random": bytes(rng.getrandbits(8) for _ in range(size)),
+        "zeros": bytes(size),
+        "text": b"".join(b"line %d of some text\n" % i for i in range(size // 20))[:size],
+        "ones": b"\xff" * size,
+        # A window of 32 bytes 0x01 gives x == 0xFFFFFFFF: d == INT32_MIN, whose abs32()
+        # stays negative, so upstream cuts right at the minimum size every time.
+        "int32-min": b"\x01" * size,
+    }[kind]
+    policy = ChunkPolicy(min_size=1024, avg_size=4096, max_size=16384)
+    pieces = list(split(io.BytesIO(data).read, policy))
+    assert b"".join(pieces) == data
+    ends, offset = [], 0
+    for piece in pieces:
+        offset += len(piece)
+        ends.append(offset)
+    expected = reference_cut_points(data, 1024, 4096, 16384)
+    assert ends == expected
+    if kind == "random":
+        assert len(expected) > 20  # many content-defined cuts, not just max-size ones
+    if kind == "int32-min":
+        assert expected[:3] == [1024, 2048, 3072]
+
+
+def window_for(x: int) -> bytes:
+    """32 bytes of 0/1 after which the rolling state is exactly ``x`` (bit k = byte p-k)."""
+    return bytes((x >> k) & 1 for k in range(31, -1, -1))
+
+
+@pytest.mark.parametrize(("x", "cut"), [
+    (0x7FFFFFFF + 510, True),  # abs32(x - MAGIC) = 510 < 511
+    (0x7FFFFFFF - 510, True),
+    (0x7FFFFFFF + 511, False),
+    (0x7FFFFFFF - 511, False),
+])
+def test_chunk_cut_threshold_edges(x: int, cut: bool) -> None:
+    """The cut test at its exact edges, with the 8 MiB average's threshold (511).
+
+    Zeros keep the state far from MAGIC; a crafted window brings it to ``x`` at byte 2031;
+    ten more zeros only shift it (no later position comes near MAGIC either).
+    """
+    policy = ChunkPolicy(min_size=1024, avg_size=8 << 20, max_size=16 << 20)
+    assert policy.threshold == 511
+    data = bytes(2000) + window_for(x) + bytes(10)
+    expected = [2031, len(data)] if cut else [len(data)]
+    assert reference_cut_points(data, 1024, 8 << 20, 16 << 20) == expected
+    ends, offset = [], 0
+    for piece in split(io.BytesIO(data).read, policy):
+        offset += len(piece)
+        ends.append(offset)
+    assert ends == expected
