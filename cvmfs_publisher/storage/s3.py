@@ -453,9 +453,20 @@ class S3Storage(Storage):
         except ObjectNotFound:
             return False
         except _Forbidden:
-            # HEAD answers carry no error code: ask again with a GET to name the reason.
-            self.get(key)
-            return True
+            return self._exists_by_get(key)
+        return True
+
+    def _exists_by_get(self, key: str) -> bool:
+        """HEAD answers carry no error code: ask with a one-byte GET to name the reason."""
+        try:
+            self._call("GET", key, self.client.get_object, Key=self.object_key(key),
+                       Range="bytes=0-0")
+        except ObjectNotFound:
+            return False
+        except StorageError as exc:
+            if "InvalidRange" in str(exc):  # an empty object
+                return True
+            raise
         return True
 
     def put(self, key: str, data: bytes) -> None:

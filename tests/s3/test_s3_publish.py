@@ -199,8 +199,8 @@ def test_no_credentials_anywhere(s3_settings, monkeypatch):
 
 
 def test_credentials_from_aws_file_and_profile(s3_settings, monkeypatch, tmp_path, s3_repo):
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    """A profile named in the config wins over the environment, as in the AWS tools."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stale-secret-in-env")
     creds = tmp_path / "credentials"
     creds.write_text(f"[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n"
                      f"[cvmfs]\naws_access_key_id = {ACCESS_KEY}\n"
