@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -254,34 +255,43 @@ def test_missing_and_wrong_keys(cli, repo: str, tree: Path, isolated_home: Path)
                                                                                   1))
     result = cli("publish", tree, "--repo", repo, "--path", "/x")
     assert result.code == 1
-    assert revision_on_disk(isolated_home.parent) == 0
+    assert revision_on_disk(isolated_home.parent / "stratum0") == 0
 
 
-def revision_on_disk(tmp: Path) -> int:
-    text = (tmp / "stratum0" / NAME / ".cvmfspublished").read_bytes().split(b"\n--\n")[0]
+def revision_on_disk(stratum0: Path) -> int:
+    text = (stratum0 / NAME / ".cvmfspublished").read_bytes().split(b"\n--\n")[0]
     return int(next(line[1:] for line in text.split(b"\n") if line.startswith(b"S")))
 
 
-def test_unreadable_file_publishes_nothing(cli, repo: str, tree: Path, tmp_path: Path) -> None:
-    """Run as an unprivileged user: root reads everything, so drop to nobody."""
+def test_unreadable_file_publishes_nothing(tree: Path) -> None:
+    """Run as an unprivileged user: root reads everything, so drop to nobody.
+
+    Everything lives in a fresh directory outside pytest's temp root, whose 0700 mode
+    pytest may reset at any time while other sessions run.
+    """
     if shutil.which("setpriv") is None:
         pytest.fail("setpriv (util-linux) is needed for this test")
-    (tree / "private").chmod(0o000)
-    for path in [tmp_path, *tmp_path.rglob("*")]:
-        if not path.is_symlink():
-            os.chown(path, 65534, 65534)
-    for ancestor in tmp_path.parents:  # pytest makes its temp roots 0700
-        os.chmod(ancestor, os.stat(ancestor).st_mode | 0o005)
-    env = {**os.environ, "HOME": str(tmp_path / "home")}
-    result = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-         sys.executable, "-m", "cvmfs_publisher.cli", "publish", str(tree),
-         "--repo", NAME, "--path", "/x", "--no-progress"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
-    assert result.returncode == 1, result.stderr
-    assert "cannot read" in result.stderr and "private" in result.stderr
-    assert revision_on_disk(tmp_path) == 0
+    work = Path(tempfile.mkdtemp(prefix="unreadable-"))
+    try:
+        shutil.copytree(tree, work / "build", symlinks=True)
+        (work / "build" / "private").chmod(0o000)
+        env = {**os.environ, "HOME": str(work), "XDG_CONFIG_HOME": str(work / "config"),
+               "XDG_CACHE_HOME": str(work / "cache")}
+        for path in [work, *work.rglob("*")]:
+            os.lchown(path, 65534, 65534)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                     sys.executable, "-m", "cvmfs_publisher.cli"]
+        init = subprocess.run([*as_nobody, "init", NAME, "--storage", str(work / "s0")],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert init.returncode == 0, init.stderr
+        result = subprocess.run(
+            [*as_nobody, "publish", str(work / "build"), "--repo", NAME, "--path", "/x",
+             "--no-progress"], capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 1, result.stderr
+        assert "cannot read" in result.stderr and "private" in result.stderr
+        assert revision_on_disk(work / "s0") == 0
+    finally:
+        shutil.rmtree(work)
 
 
 def test_existing_tag_and_json(cli, repo: str, tree: Path) -> None:

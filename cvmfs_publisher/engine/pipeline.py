@@ -21,6 +21,7 @@ from ..cvmfs.hashes import Algorithm, ContentHash, Suffix
 from ..errors import SourceError, StorageError
 from ..storage.base import Storage
 from .chunking import READ_BLOCK, ChunkPolicy, split
+from .content_index import ContentIndex
 
 DEFAULT_CHUNKING = ChunkPolicy()
 
@@ -40,7 +41,8 @@ class PipelineStats:
     files: int = 0
     bytes_in: int = 0
     objects_written: int = 0
-    objects_skipped: int = 0
+    objects_skipped: int = 0  # already in the storage (compressed, then not uploaded)
+    objects_reused: int = 0  # known from the content index (not even compressed)
     bytes_written: int = 0
 
 
@@ -91,6 +93,7 @@ class ObjectPipeline:
         chunking: ChunkPolicy | None = DEFAULT_CHUNKING,
         workers: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        index: ContentIndex | None = None,
     ) -> None:
         self.storage = storage
         self.algorithm = algorithm
@@ -101,6 +104,7 @@ class ObjectPipeline:
         max_chunk = chunking.max_size if chunking else READ_BLOCK
         self.budget = _ByteBudget((self.workers + 2) * max(max_chunk, 8 << 20))
         self.progress = progress
+        self.index = index
         self.stats = PipelineStats()
         self._known: set[str] = set()
         self._lock = threading.Lock()
@@ -128,6 +132,32 @@ class ObjectPipeline:
                 self.stats.objects_written += 1
                 self.stats.bytes_written += len(stored)
 
+    def _encode_and_store(self, data: bytes, suffix: Suffix,
+                          compression: Compression) -> ContentHash:
+        """Compress and upload, unless the content index knows a stored object for it."""
+        raw = ContentIndex.key(data) if self.index is not None else None
+        if raw is not None and self.index is not None:
+            known = self.index.lookup(raw, compression)
+            if known is not None and self._present(known.object_key(suffix)):
+                with self._lock:
+                    self.stats.objects_reused += 1
+                return known
+        content_hash, stored = encode(data, self.algorithm, self.level, compression)
+        self._store(stored, content_hash, suffix)
+        if raw is not None and self.index is not None:
+            self.index.remember(raw, compression, content_hash)
+        return content_hash
+
+    def _present(self, key: str) -> bool:
+        with self._lock:
+            if key in self._known:
+                return True
+        if self.storage.exists(key):
+            with self._lock:
+                self._known.add(key)
+            return True
+        return False
+
     def store_now(self, data: bytes, suffix: Suffix) -> ContentHash:
         """Encode and store one object in the calling thread (catalogs, history, ...)."""
         content_hash, stored = encode(data, self.algorithm, self.level)
@@ -145,8 +175,7 @@ class ObjectPipeline:
         def task() -> tuple[ContentHash, int]:
             try:
                 data = produce()
-                content_hash, stored = encode(data, self.algorithm, self.level, compression)
-                self._store(stored, content_hash, suffix)
+                content_hash = self._encode_and_store(data, suffix, compression)
                 if account:
                     self._account(len(data))
                 return content_hash, len(data)

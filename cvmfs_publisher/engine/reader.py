@@ -39,12 +39,20 @@ class ObjectCache:
             stored = storage.get(key)
         except ObjectNotFound:
             raise FormatError(f"object {key} is missing from {storage.location}") from None
-        data = check_and_decode(stored, content_hash)
+        self._install(path, check_and_decode(stored, content_hash))
+        return path
+
+    def adopt(self, data: bytes, content_hash: ContentHash, suffix: Suffix) -> None:
+        """Keep an object we just wrote, so the next publish need not fetch it."""
+        path = self.directory / f"{content_hash}{suffix.value}"
+        if not path.exists():
+            self._install(path, data)
+
+    def _install(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-        return path
 
 
 @dataclass(frozen=True)

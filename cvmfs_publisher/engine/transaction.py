@@ -27,6 +27,7 @@ from ..cvmfs.reflog import Reflog, RefType
 from ..errors import FormatError, ObjectNotFound, PathNotFound, SourceError, TagError
 from ..storage.base import MANIFEST, REFLOG, Storage
 from .catalog_tree import CatalogTree
+from .content_index import ContentIndex
 from .entries import Entry, PathContent
 from .options import EngineOptions
 from .pipeline import ObjectPipeline, PendingFile
@@ -46,6 +47,7 @@ class CommitResult:
     bytes_in: int
     objects_written: int
     objects_skipped: int
+    objects_reused: int
     bytes_written: int
     catalogs_written: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -76,6 +78,7 @@ class Transaction:
         self.now = int(time.time())
         self.cache = ObjectCache(options.cache_dir / "objects")
         self.reader = RepositoryReader(storage, head.manifest, self.cache)
+        self.index = ContentIndex.for_storage(options.cache_dir, storage.location)
         self.pipeline = ObjectPipeline(
             storage,
             algorithm=options.algorithm,
@@ -83,6 +86,7 @@ class Transaction:
             chunking=options.chunking,
             workers=options.workers,
             progress=progress,
+            index=self.index,
         )
         self.ops: list[_Op] = []
         self.finished = False
@@ -154,8 +158,7 @@ class Transaction:
         try:
             for op in self.ops:
                 self._apply(tree, op)
-            root = tree.finalize(lambda data: self.pipeline.store_now(data, Suffix.CATALOG),
-                                 self.options.ttl)
+            root = tree.finalize(self._store_catalog, self.options.ttl)
             written = [wc.mountpoint or "/" for wc in tree.loaded.values() if wc.done]
         finally:
             tree.close()
@@ -173,10 +176,19 @@ class Transaction:
             bytes_in=stats.bytes_in,
             objects_written=stats.objects_written,
             objects_skipped=stats.objects_skipped,
+            objects_reused=stats.objects_reused,
             bytes_written=stats.bytes_written,
             catalogs_written=sorted(written),
             seconds=time.monotonic() - self.started,
         )
+
+    def _store_catalog(self, data: bytes) -> ContentHash:
+        return self._store_and_cache(data, Suffix.CATALOG)
+
+    def _store_and_cache(self, data: bytes, suffix: Suffix) -> ContentHash:
+        content_hash = self.pipeline.store_now(data, suffix)
+        self.cache.adopt(data, content_hash, suffix)
+        return content_hash
 
     def _apply(self, tree: CatalogTree, op: _Op) -> None:
         if op.tree is None:
@@ -239,7 +251,7 @@ class Transaction:
         history.update_trunk(head)
         history.set_previous_revision(previous or ContentHash.zero(self.options.algorithm))
         history.close()
-        return self.pipeline.store_now(file.read_bytes(), Suffix.HISTORY)
+        return self._store_and_cache(file.read_bytes(), Suffix.HISTORY)
 
     def _updated_reflog(self, refs: list[tuple[ContentHash, RefType]]) -> bytes:
         file = self.scratch / "reflog.db"
@@ -259,10 +271,15 @@ class Transaction:
 
     def abort(self) -> None:
         self.pipeline.close(cancel=True)
-        self.reader.close()
+        self._release()
 
     def close(self) -> None:
         self.pipeline.close()
+        self._release()
+
+    def _release(self) -> None:
+        """Objects that were stored stay valid hints even if this publish aborted."""
+        self.index.close()
         self.reader.close()
 
 
