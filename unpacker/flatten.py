@@ -15,6 +15,7 @@ targets or directories; a non-directory used as a parent.
 
 from __future__ import annotations
 
+import io
 import logging
 import tarfile
 from collections.abc import Callable, Iterator
@@ -86,11 +87,54 @@ def _xattrs(member: tarfile.TarInfo, where: str) -> dict[str, bytes]:
     return result
 
 
+class ForwardReader(io.RawIOBase):
+    """A stream that ``tarfile``'s random-access mode can use, as long as it only seeks on.
+
+    ``tarfile``'s stream mode (``r|``) re-slices its whole buffer on every small read,
+    which costs more than the parsing; random-access mode reads headers and data straight
+    from a ``BufferedReader``, and we read members in order, so every seek goes forward
+    (skipping is reading). A backward seek is a bug and raises.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self.raw = io.BufferedReader(raw, TAR_BUFSIZE)  # type: ignore[arg-type]
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        n = self.raw.readinto(buffer)
+        self.pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = offset if whence == io.SEEK_SET else self.pos + offset
+        if whence not in (io.SEEK_SET, io.SEEK_CUR) or target < self.pos:
+            raise io.UnsupportedOperation("a layer stream only seeks forward")
+        while self.pos < target:
+            if not self.read(min(target - self.pos, TAR_BUFSIZE)):
+                break
+        return self.pos
+
+
 def read_layer(stream: BinaryIO, store: Store, where: str) -> list[Change]:
     """Every member of one layer, file contents handed to ``store`` as they stream by."""
     changes: list[Change] = []
     try:
-        archive = tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFSIZE)  # noqa: SIM115
+        archive = tarfile.open(fileobj=ForwardReader(stream), mode="r:")  # noqa: SIM115
     except tarfile.ReadError as exc:
         raise UnsafeLayer(f"{where}: not a tar archive ({exc})") from None
     try:
