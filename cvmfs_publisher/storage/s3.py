@@ -498,6 +498,7 @@ class S3Storage(Storage):
         self._call("DELETE", key, self.client.delete_object, Key=self.object_key(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        """Repository keys below ``prefix``, paginated; the lease is internal, not listed."""
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.bucket, Prefix=self.base + prefix)
         iterator = iter(pages)
@@ -521,6 +522,7 @@ class S3Storage(Storage):
 
     @contextlib.contextmanager
     def lock(self, owner: str, *, wait: bool = False) -> Iterator[None]:
+        """Hold the lease object; machines sharing a bucket share no kernel to flock with."""
         self._writable()
         if self._lease is not None:
             raise StorageError(f"{self.location}: this process already holds the publish lease")
