@@ -120,3 +120,27 @@ def run_gc(repo: NativeRepository, grace: dt.timedelta, dry_run: bool, *,
     if grace < dt.timedelta(0):
         raise UsageError("the grace period cannot be negative")
     return collect(repo, grace, dry_run=dry_run, layout=Layout(prefix), now=now)
+
+
+def run_docker_unpack(repo: NativeRepository, images: list[str], *,
+                      base_url: str | None = None, force: bool = False,
+                      progress: Progress | None = None) -> UnpackReport:
+    """``unpack --from-docker IMAGE...``: images of a Docker-API engine (``image.save()``).
+
+    ``base_url`` is the engine's socket (``unix:///run/docker.sock``, or podman's API
+    service); by default the ``docker`` package's environment (``DOCKER_HOST``) decides.
+    """
+    try:
+        import docker
+    except ImportError:
+        raise UsageError("--from-docker needs the 'docker' package (pip install "
+                         "cvmfs-publisher[docker])") from None
+    from .docker_source import DockerSyncer
+
+    if not images:
+        raise UsageError("name the engine's images to unpack")
+    engine = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+    try:
+        return DockerSyncer(repo, engine, SyncOptions(force=force), progress).run(images)
+    finally:
+        engine.close()

@@ -25,6 +25,7 @@ from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.engine.transaction import Transaction
 from cvmfs_publisher.errors import PublisherError
 
+from .flatten import FlatTree
 from .images import Resolved, Target, expand, image_config, resolve, unpack_manifest
 from .layout import (
     CATALOG_MARKER,
@@ -112,7 +113,7 @@ class _Job:
 
 
 @dataclass
-class _Staged:
+class Staged:
     """What one image adds to a transaction, built before anything is staged."""
 
     ops: list[tuple[str, str, list[Entry] | None]] = field(default_factory=list)
@@ -229,7 +230,7 @@ class Syncer:
     def _transact(self, batch: list[_Job], marks: list[ImageState],
                   states: dict[str, ImageState], released: dict[str, int]) -> None:
         with self.repo.transaction() as txn:
-            ctx = _BatchContext(txn, self.layout, dict(released))
+            ctx = BatchContext(txn, self.layout, dict(released))
             done: list[ImageOutcome] = []
             for job in batch:
                 outcome = self._publish_job(ctx, job, states)
@@ -248,7 +249,7 @@ class Syncer:
         self.report.revisions.append(result.revision)
         self.report.outcomes.extend(done)
 
-    def _publish_job(self, ctx: _BatchContext, job: _Job, states: dict[str, ImageState]
+    def _publish_job(self, ctx: BatchContext, job: _Job, states: dict[str, ImageState]
                      ) -> ImageOutcome:
         started = time.monotonic()
         name = job.ref.name
@@ -268,13 +269,13 @@ class Syncer:
         return ImageOutcome(name, staged.status, configs=sorted(staged.state.configs),
                             seconds=time.monotonic() - started)
 
-    def _stage_job(self, ctx: _BatchContext, job: _Job) -> _Staged:
-        staged = _Staged()
+    def _stage_job(self, ctx: BatchContext, job: _Job) -> Staged:
+        staged = Staged()
         if job.resolved is None:  # wished again, content unchanged
             assert job.previous is not None
             job.previous.unwished_since = None
             staged.state = job.previous
-            staged.ops.append(_state_op(self.layout, job.previous))
+            staged.ops.append(state_op(self.layout, job.previous))
             staged.status = REWISHED
             return staged
         resolved, now = job.resolved, int(time.time())
@@ -288,7 +289,7 @@ class Syncer:
             state.manifests[key] = target.manifest.digest
         self._stage_links(ctx, staged, job, state, resolved)
         staged.state = state
-        staged.ops.append(_state_op(self.layout, state))
+        staged.ops.append(state_op(self.layout, state))
         return staged
 
     def _target_key(self, ref: ImageRef, target: Target) -> str:
@@ -297,24 +298,17 @@ class Syncer:
         platform = config_platform(image_config(self.client, ref, target.manifest))
         return (platform or DEFAULT_PLATFORM).key
 
-    def _stage_flat(self, ctx: _BatchContext, staged: _Staged, ref: ImageRef,
+    def _stage_flat(self, ctx: BatchContext, staged: Staged, ref: ImageRef,
                     target: Target) -> None:
-        config_hex = target.manifest.config_hex
-        flat = self.layout.flat(config_hex)
-        if ctx.exists(flat) or config_hex in staged.new_flats:
-            return
-        self.progress(ref.name, "unpacking")
-        tree, _config = unpack_manifest(self.client, ref, target.manifest, ctx.txn.store,
-                                        lambda where: self.progress(ref.name, where))
-        entries = list(tree.entries(skip=frozenset({CATALOG_MARKER})))
-        entries.append(Entry(CATALOG_MARKER, Kind.FILE, mode=0o644, mtime=entries[0].mtime,
-                             content=BytesContent(b"")))
-        ctx.ensure_flat_root(staged)
-        staged.replace(self.layout.abs(flat), entries)
-        staged.new_flats.add(config_hex)
-        staged.status = UNPACKED
+        def build() -> FlatTree:
+            tree, _config = unpack_manifest(self.client, ref, target.manifest, ctx.txn.store,
+                                            lambda where: self.progress(ref.name, where))
+            return tree
 
-    def _stage_links(self, ctx: _BatchContext, staged: _Staged, job: _Job,
+        stage_flat(ctx, staged, target.manifest.config_hex, build,
+                   lambda: self.progress(ref.name, "unpacking"))
+
+    def _stage_links(self, ctx: BatchContext, staged: Staged, job: _Job,
                      state: ImageState, resolved: Resolved) -> None:
         layout, name = self.layout, job.ref.name
         previous_keys = set(job.previous.flats) if job.previous else set()
@@ -361,12 +355,30 @@ class Syncer:
         self.report.outcomes.append(self._outcome_failed(name, exc))
 
 
-def _state_op(layout: Layout, state: ImageState) -> tuple[str, str, list[Entry]]:
+def stage_flat(ctx: BatchContext, staged: Staged, config_hex: str,
+               build: Callable[[], FlatTree], announce: Callable[[], None] | None = None
+               ) -> None:
+    """Stage ``.flat/xx/<config>`` (its own catalog) unless it exists: then only link."""
+    flat = ctx.layout.flat(config_hex)
+    if ctx.exists(flat) or config_hex in staged.new_flats:
+        return
+    if announce is not None:
+        announce()
+    entries = list(build().entries(skip=frozenset({CATALOG_MARKER})))
+    entries.append(Entry(CATALOG_MARKER, Kind.FILE, mode=0o644, mtime=entries[0].mtime,
+                         content=BytesContent(b"")))
+    ctx.ensure_flat_root(staged)
+    staged.replace(ctx.layout.abs(flat), entries)
+    staged.new_flats.add(config_hex)
+    staged.status = UNPACKED
+
+
+def state_op(layout: Layout, state: ImageState) -> tuple[str, str, list[Entry]]:
     path = layout.abs(f"{layout.metadata(state.image)}/{STATE_FILE}")
     return ("replace", path, list(file_entry(state.to_json())))
 
 
-class _BatchContext:
+class BatchContext:
     """What one transaction has staged so far, so images of a batch see each other."""
 
     def __init__(self, txn: Transaction, layout: Layout, released: dict[str, int]) -> None:
@@ -379,13 +391,13 @@ class _BatchContext:
     def exists(self, rel: str) -> bool:
         return rel in self.created or self.txn.reader.lookup(self.layout.abs(rel)) is not None
 
-    def ensure_flat_root(self, staged: _Staged) -> None:
+    def ensure_flat_root(self, staged: Staged) -> None:
         """``.flat`` is its own nested catalog; make it so before the first flat lands."""
         path = self.layout.abs(FLAT)
         if not self.exists(FLAT) and not any(p == path for _op, p, _e in staged.ops):
             staged.replace(path, catalog_dir_entries())
 
-    def apply(self, staged: _Staged) -> None:
+    def apply(self, staged: Staged) -> None:
         """Stage one image's operations; on an engine error, drop the partial ones."""
         mark = len(self.txn.ops)
         try:
@@ -403,7 +415,7 @@ class _BatchContext:
         self.changed = True
 
     def stage_state(self, state: ImageState) -> None:
-        op = _state_op(self.layout, state)
+        op = state_op(self.layout, state)
         self.txn.replace(op[1], op[2])
         self.changed = True
 

@@ -1,0 +1,63 @@
+"""``--from-docker``: an image read through podman's Docker-compatible API service."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import require_tools
+from test_comparator import flat_of
+from treecompare import differences, oracle_view, published_view
+
+from unpacker.cli import run_docker_unpack
+
+
+@pytest.fixture(scope="module")
+def podman(images, tmp_path_factory):
+    """Rootful podman with vfs storage in a private directory, serving the Docker API."""
+    require_tools("podman")
+    work = tmp_path_factory.mktemp("podman")
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(work / "run")}
+    (work / "run").mkdir()
+    base = ["podman", "--root", str(work / "root"), "--runroot", str(work / "runroot"),
+            "--storage-driver", "vfs"]
+    subprocess.run([*base, "pull", "-q", f"oci:{images.layout}:1.0"], check=True, env=env,
+                   capture_output=True)
+    subprocess.run([*base, "tag", f"localhost{images.layout}:latest",
+                    "localhost/test/img:1.0"], check=True, env=env, capture_output=True)
+    sock = work / "podman.sock"
+    proc = subprocess.Popen([*base, "system", "service", "--time", "0", f"unix://{sock}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sock.exists(), "podman system service did not start"
+        yield f"unix://{sock}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def test_image_from_podman_equals_umoci_unpack(podman, images, make_repo):
+    repo = make_repo()
+    report = run_docker_unpack(repo, ["localhost/test/img:1.0"], base_url=podman)
+    assert report.ok, [o.detail for o in report.failed]
+    assert [o.status for o in report.outcomes] == ["unpacked"]
+    reader = repo.reader()
+    top = flat_of(reader, "localhost/test/img:1.0")
+    problems = differences(published_view(reader, top), oracle_view(images.oracle))
+    assert not problems, "\n".join(problems)
+    assert repo.verify().ok
+    revision = repo.head().manifest.revision
+    again = run_docker_unpack(repo, ["localhost/test/img:1.0"], base_url=podman)
+    assert [o.status for o in again.outcomes] == ["unchanged"]
+    assert repo.head().manifest.revision == revision
+    missing = run_docker_unpack(repo, ["localhost/no/such:1"], base_url=podman)
+    assert missing.failed and not missing.ok
