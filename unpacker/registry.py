@@ -458,7 +458,7 @@ class BlobReader(io.RawIOBase):
                     self.digest[:19], self.offset, exc)
         assert self.response is not None
         self.response.close()
-        time.sleep(min(2 ** self.attempts * 0.5, 10))
+        time.sleep(min(0.2 * 2 ** (self.attempts - 1), 10))
         self._open()
 
     def _finish(self) -> None:

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import posixpath
-
 import pytest
-from treecompare import differences, oracle_view, published_view, root_differences
+from treecompare import differences, flat_of, oracle_view, published_view, root_differences
 
 from unpacker.cli import run_unpack
-
-
-def flat_of(reader, name: str, prefix: str = "") -> str:
-    link = f"{prefix}/{name}"
-    target = reader.require(link).entry.symlink
-    return posixpath.normpath(posixpath.join(posixpath.dirname(link), target))
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import require_tools
-from test_comparator import flat_of
-from treecompare import differences, oracle_view, published_view
+from regkit import require_tools
+from treecompare import differences, flat_of, oracle_view, published_view
 
 from unpacker.cli import run_docker_unpack
 

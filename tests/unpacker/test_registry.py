@@ -106,7 +106,7 @@ def mischief(registries, tmp_path):
     """Start the misbehaving proxy in a mode; stopped by PID at the end of the test."""
     import sys
 
-    from conftest import HERE, _start, free_port
+    from regkit import HERE, _start, free_port
 
     started = []
 

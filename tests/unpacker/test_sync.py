@@ -8,7 +8,7 @@ import posixpath
 
 import imagekit as kit
 import requests
-from test_comparator import flat_of
+from treecompare import flat_of
 
 from unpacker.cli import run_gc, run_unpack
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import stat
 from collections import Counter
 from pathlib import Path
@@ -105,3 +106,9 @@ def differences(ours: dict[str, dict], theirs: dict[str, dict]) -> list[str]:
             if a.get(key) != b.get(key):
                 problems.append(f"{path}: {key} {a.get(key)!r} != oracle {b.get(key)!r}")
     return problems
+
+
+def flat_of(reader, name: str, prefix: str = "") -> str:
+    link = f"{prefix}/{name}"
+    target = reader.require(link).entry.symlink
+    return posixpath.normpath(posixpath.join(posixpath.dirname(link), target))
