@@ -206,7 +206,11 @@ def row_to_entry(row: tuple) -> DirEntry:
     hardlinks, digest, size, mode, mtime, mtimens, flags, name, symlink, uid, gid, xattr = row
     if hardlinks is None or name is None or symlink is None:
         raise FormatError(f"catalog row {name!r} has NULL hardlinks, name or symlink")
-    algorithm = Algorithm(((flags >> HASH_SHIFT) & 7) + 1)
+    try:
+        algorithm = Algorithm(((flags >> HASH_SHIFT) & 7) + 1)
+    except ValueError:
+        raise FormatError(f"catalog row {name!r} has unknown hash algorithm bits in its "
+                          f"flags {flags}") from None
     return DirEntry(
         name=name,
         mode=mode,
@@ -352,6 +356,9 @@ class Catalog:
         entry = self.lookup(path)
         if entry is not None:
             entry_algorithm = entry.hash_algorithm
+        for off, _, h in rows:
+            if h is None:
+                raise FormatError(f"chunk at {off} of {path} has no hash")
         return [Chunk(off, size, ContentHash(bytes(h), entry_algorithm)) for off, size, h in rows]
 
     def nested(self) -> list[NestedRef]:
@@ -451,6 +458,38 @@ class Catalog:
         ).fetchall()
         self.conn.executemany("DELETE FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?", keys)
         self.conn.executemany("DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?", keys)
+
+    def _descendant_keys(self, path: str) -> list[tuple[int, int]]:
+        return self.conn.execute(
+            """WITH RECURSIVE below(m1, m2) AS (
+                 SELECT md5path_1, md5path_2 FROM catalog WHERE parent_1 = ? AND parent_2 = ?
+                 UNION ALL
+                 SELECT c.md5path_1, c.md5path_2 FROM catalog c
+                   JOIN below b ON c.parent_1 = b.m1 AND c.parent_2 = b.m2
+               )
+               SELECT m1, m2 FROM below""",
+            path_key(path),
+        ).fetchall()
+
+    def move_below(self, path: str, target: Catalog) -> int:
+        """Move every row below ``path`` (not ``path`` itself) with its chunks to ``target``."""
+        keys = self._descendant_keys(path)
+        columns = f"md5path_1, md5path_2, parent_1, parent_2, {COLUMNS}"
+        for table, cols in (("catalog", columns),
+                            ("chunks", "md5path_1, md5path_2, offset, size, hash")):
+            rows = [r for key in keys for r in self.conn.execute(
+                f"SELECT {cols} FROM {table} WHERE md5path_1 = ? AND md5path_2 = ?", key)]
+            marks = ", ".join("?" * len(cols.split(",")))
+            target.conn.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+            self.conn.executemany(
+                f"DELETE FROM {table} WHERE md5path_1 = ? AND md5path_2 = ?", keys)
+        return len(keys)
+
+    def shape(self) -> list[tuple[tuple[int, int], tuple[int, int], int, str]]:
+        """(key, parent key, flags, name) of every row: the tree without attributes."""
+        rows = self.conn.execute(
+            "SELECT md5path_1, md5path_2, parent_1, parent_2, flags, name FROM catalog")
+        return [((a, b), (c, d), flags, name) for a, b, c, d, flags, name in rows]
 
     def child_directory_count(self, path: str) -> int:
         return int(

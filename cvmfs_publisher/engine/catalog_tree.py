@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import shutil
 import stat
 from collections import defaultdict
@@ -34,10 +35,13 @@ from ..cvmfs.counters import Counters, Tally
 from ..cvmfs.hashes import Algorithm, ContentHash, parent_path
 from ..cvmfs.names import display, is_within
 from ..errors import InvalidPath
+from .balance import choose_splits
 from .entries import Kind
 from .staging import Node, Owner, StagedTree
 
 MARKER = ".cvmfscatalog"
+AUTO_MARKER = ".cvmfsautocatalog"
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -85,12 +89,18 @@ class CatalogTree:
         now: int,
         owner: Owner,
         algorithm: Algorithm = Algorithm.SHA1,
+        empty_file: ContentHash | None = None,
+        max_entries: int | None = None,
+        min_entries: int = 1_000,
     ) -> None:
         self.workdir = workdir
         self.fetch = fetch
         self.now = now
         self.owner = owner
         self.algorithm = algorithm
+        self.empty_file = empty_file  # stored empty object, for autocatalog markers
+        self.max_entries = max_entries
+        self.min_entries = min_entries
         self.loaded: dict[str, WorkingCatalog] = {}
         self._names = itertools.count()
         self._previous: dict[str, tuple[ContentHash, int] | None] = {}
@@ -258,6 +268,10 @@ class CatalogTree:
     def _new_nested(self, path: str, entry: DirEntry, parent: WorkingCatalog) -> WorkingCatalog:
         """Mountpoint row in the parent, a fresh catalog whose root row mirrors it."""
         parent.catalog.add(path, entry.evolve(flags=int(Flag.DIR | Flag.NESTED_MOUNTPOINT)))
+        return self._create_catalog(path, entry, parent)
+
+    def _create_catalog(self, path: str, entry: DirEntry, parent: WorkingCatalog
+                        ) -> WorkingCatalog:
         parent.catalog.set_nested(NestedRef(path, ContentHash.zero(self.algorithm), 0))
         parent.dirty = True
         previous = self._previous.get(path)
@@ -271,10 +285,58 @@ class CatalogTree:
         self.loaded[path] = wc
         return wc
 
+    # -- splitting ----------------------------------------------------------------------------
+
+    def balance(self) -> list[str]:
+        """Split every dirty catalog above ``max_entries`` rows; returns the new mountpoints."""
+        if self.max_entries is None:
+            return []
+        created: list[str] = []
+        for wc in [w for w in self.loaded.values() if w.dirty]:
+            if wc.catalog.row_count() <= self.max_entries:
+                continue
+            paths = choose_splits(wc.catalog.shape(), wc.mountpoint, self.max_entries,
+                                  self.min_entries)
+            if not paths:
+                log.warning("catalog %s holds %d entries and has no directory that can be split "
+                            "off (%d-%d entries)", display(wc.mountpoint),
+                            wc.catalog.row_count(), self.min_entries, self.max_entries)
+            for path in paths:
+                self.split(wc, path)
+                created.append(path)
+        return created
+
+    def split(self, wc: WorkingCatalog, path: str) -> WorkingCatalog:
+        """Move the subtree below directory ``path`` of ``wc`` into a new nested catalog."""
+        entry = wc.catalog.lookup(path)
+        assert entry is not None and entry.is_directory and not entry.is_mountpoint
+        child = self._create_catalog(path, entry, wc)
+        wc.catalog.move_below(path, child.catalog)
+        for ref in wc.catalog.nested():
+            if ref.path != path and is_within(ref.path, path):
+                grand = self.loaded.get(ref.path) or self._load(ref.path, ref.content_hash, wc)
+                wc.catalog.drop_nested(ref.path)
+                child.catalog.set_nested(ref)
+                grand.parent = child
+                if grand.counted_in_parent:
+                    total = grand.old_counters.total()
+                    wc.delta, child.delta = wc.delta - total, child.delta + total
+        wc.catalog.replace_entry(path, entry.evolve(
+            flags=int(Flag.DIR | Flag.NESTED_MOUNTPOINT)))
+        if self.empty_file is None:
+            raise AssertionError("autocatalogs need the empty object stored first")
+        for marker in (MARKER, AUTO_MARKER):
+            child.catalog.add(f"{path}/{marker}", DirEntry(
+                marker, stat.S_IFREG | 0o644, 0, self.now,
+                file_flags(algorithm=self.algorithm), entry.uid, entry.gid,
+                content_hash=self.empty_file))
+        return child
+
     # -- writing ----------------------------------------------------------------------------
 
     def finalize(self, store: Callable[[bytes], ContentHash], ttl: int) -> WorkingCatalog:
         """Rewrite every dirty catalog and its ancestors, deepest first; returns the root."""
+        self.balance()
         for wc in list(self.loaded.values()):
             if wc.dirty:
                 ancestor = wc.parent

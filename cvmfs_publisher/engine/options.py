@@ -31,6 +31,11 @@ class EngineOptions:
     default_owner: Owner = field(default_factory=lambda: Owner(os.getuid(), os.getgid()))
     auto_tag: bool = True  # a generic-<time> tag for untagged revisions, as upstream
     whitelist_days: int = DEFAULT_DAYS
+    # Nested catalogs: without a /.cvmfsdirtab, directories matching these patterns become
+    # catalogs (one per release); catalogs above autocatalog_max rows are split.
+    release_catalogs: list[str] = field(default_factory=lambda: ["/sw/*/*"])
+    autocatalog_max: int | None = 100_000
+    autocatalog_min: int = 1_000
     cache_dir: Path = field(default_factory=default_cache_dir)
     work_dir: Path | None = None  # scratch for catalogs in flight; default: system temp
 

@@ -63,6 +63,13 @@ class PendingFile:
         return StoredFile(self.size, None, chunks, self.compression)
 
 
+def completed(content_hash: ContentHash, size: int) -> PendingFile:
+    """A file whose single object is already stored (markers, index hits)."""
+    future: Future[tuple[ContentHash, int]] = Future()
+    future.set_result((content_hash, size))
+    return PendingFile(size, future)
+
+
 class _ByteBudget:
     """Blocks producers while too many bytes wait for workers (always admits one item)."""
 

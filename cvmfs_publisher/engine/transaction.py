@@ -17,22 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from ..cvmfs.compression import check_and_decode
 from ..cvmfs.hashes import ContentHash, Suffix, parent_path
 from ..cvmfs.history import RESERVED, History, Tag, check_tag_name
 from ..cvmfs.keys import KeySet
 from ..cvmfs.manifest import Manifest
 from ..cvmfs.metainfo import default_metainfo
-from ..cvmfs.names import display, normalize_path
+from ..cvmfs.names import display, is_within, normalize_path
 from ..cvmfs.reflog import Reflog, RefType
 from ..errors import FormatError, ObjectNotFound, PathNotFound, SourceError, TagError
 from ..storage.base import MANIFEST, REFLOG, Storage
-from .catalog_tree import CatalogTree
+from .catalog_tree import MARKER, CatalogTree
 from .content_index import ContentIndex
-from .entries import Entry, PathContent
+from .dirtab import DIRTAB, Dirtab
+from .entries import Entry, Kind, PathContent
 from .options import EngineOptions
-from .pipeline import ObjectPipeline, PendingFile
+from .pipeline import ObjectPipeline, PendingFile, StoredFile, completed
 from .reader import ObjectCache, RepositoryReader
-from .staging import StagedTree
+from .staging import Node, StagedTree
 from .trust import TrustedHead
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,8 @@ class Transaction:
         if tag is not None:
             self.check_tag(tag)
         self.pipeline.drain()
+        empty = self.pipeline.store_now(b"", Suffix.NONE)
+        self._mark_catalogs(empty)
         tree = CatalogTree(
             self.scratch,
             lambda h: self.cache.fetch(self.storage, h, Suffix.CATALOG),
@@ -154,6 +158,9 @@ class Transaction:
             now=self.now,
             owner=self.options.owner or self.options.default_owner,
             algorithm=self.options.algorithm,
+            empty_file=empty,
+            max_entries=self.options.autocatalog_max,
+            min_entries=self.options.autocatalog_min,
         )
         try:
             for op in self.ops:
@@ -181,6 +188,55 @@ class Transaction:
             catalogs_written=sorted(written),
             seconds=time.monotonic() - self.started,
         )
+
+    # -- nested catalog rules ------------------------------------------------------------
+
+    def _mark_catalogs(self, empty: ContentHash) -> None:
+        """Add ``.cvmfscatalog`` to staged directories the dirtab (or release rule) names."""
+        rules = self._catalog_rules()
+        if not rules:
+            return
+        owner = self.options.owner or self.options.default_owner
+        for op in self.ops:
+            if op.tree is None:
+                continue
+            for rel, node in op.tree.walk():
+                full = f"{op.path}/{rel}" if rel else op.path
+                if node.kind is not Kind.DIR or not rules.matches(full):
+                    continue
+                assert node.children is not None
+                if MARKER not in node.children:
+                    node.children[MARKER] = Node(MARKER, Kind.FILE, 0o644, owner.uid, owner.gid,
+                                                 self.now, content=completed(empty, 0))
+
+    def _catalog_rules(self) -> Dirtab | None:
+        text = self._dirtab_text()
+        if text is not None:
+            return Dirtab.parse(text)
+        patterns = self.options.release_catalogs
+        return Dirtab.from_patterns(patterns) if patterns else None
+
+    def _dirtab_text(self) -> str | None:
+        """The ``/.cvmfsdirtab`` this publish ends with: staged if any, else the current one."""
+        for op in reversed(self.ops):
+            if op.tree is None and is_within(f"/{DIRTAB}", op.path):
+                return None
+            if op.tree is not None and op.path in ("", f"/{DIRTAB}"):
+                node = op.tree.find(DIRTAB) if op.path == "" else op.tree.root
+                if node is not None and node.kind is Kind.FILE and node.content is not None:
+                    return self._read_stored(node.content.result()).decode("utf-8", "replace")
+                if op.path == "":
+                    return None
+        found = self.reader.lookup(f"/{DIRTAB}")
+        if found is None or not found.entry.is_regular:
+            return None
+        return b"".join(self.reader.read(f"/{DIRTAB}")).decode("utf-8", "replace")
+
+    def _read_stored(self, stored: StoredFile) -> bytes:
+        if stored.content_hash is None:
+            raise SourceError(f"{DIRTAB} is too large to be a dirtab")
+        data = self.storage.get(stored.content_hash.object_key(Suffix.NONE))
+        return check_and_decode(data, stored.content_hash, stored.compression)
 
     def _store_catalog(self, data: bytes) -> ContentHash:
         return self._store_and_cache(data, Suffix.CATALOG)
