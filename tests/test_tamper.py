@@ -137,6 +137,38 @@ def nested_catalog_without_marker(r: Resigner) -> None:
     r.commit()
 
 
+def compression_flag_flipped(r: Resigner) -> None:
+    # /a/hello.txt claims to be stored uncompressed (2048) while its object is a zlib
+    # stream: a client would hand out the 14 stored bytes as the file's content.
+    r.execute("", "UPDATE catalog SET flags = flags | 2048 "
+              "WHERE md5path_1 = ? AND md5path_2 = ?", path_key("/a/hello.txt"))
+    r.commit()
+
+
+def unknown_compression_bits(r: Resigner) -> None:
+    r.execute("", "UPDATE catalog SET flags = flags | (5 << 11) "
+              "WHERE md5path_1 = ? AND md5path_2 = ?", path_key("/a/hello.txt"))
+    r.commit()
+
+
+def unknown_hash_algorithm_bits(r: Resigner) -> None:
+    r.execute("", "UPDATE catalog SET flags = flags | (7 << 8) "
+              "WHERE md5path_1 = ? AND md5path_2 = ?", path_key("/a/hello.txt"))
+    r.commit()
+
+
+def null_symlink_column(r: Resigner) -> None:
+    # Spec 13: a NULL symlink column crashes the upstream reader; ours must report it.
+    r.execute("", "UPDATE catalog SET symlink = NULL WHERE md5path_1 = ? AND md5path_2 = ?",
+              path_key("/a/hello.txt"))
+    r.commit()
+
+
+def chunk_without_hash(r: Resigner) -> None:
+    r.execute("/nested", "UPDATE chunks SET hash = NULL WHERE offset = 0")
+    r.commit()
+
+
 def flipped_file_object(r: Resigner) -> None:
     r.commit()
     flip_byte(object_path(r.storage_dir, HELLO_TXT), 5)
@@ -216,6 +248,16 @@ CASES = [
     Case(nested_root_differs_from_mountpoint, "catalog /sw/pkg/1.0: nested root differs from "
                                               "its mountpoint in the parent: ['mtime']"),
     Case(nested_catalog_without_marker, "catalog /nested: nested catalog without marker"),
+    # Malformed rows and flags: reported as problems, never a crash of the verifier.
+    Case(compression_flag_flipped, "catalog /: /a/hello.txt: content is 14 bytes, the catalog "
+                                   "says 6"),
+    Case(unknown_compression_bits, "catalog /: /a/hello.txt: unknown compression 5"),
+    Case(unknown_hash_algorithm_bits, "catalog /: malformed catalog (catalog row 'hello.txt' "
+                                      "has unknown hash algorithm bits"),
+    Case(null_symlink_column, "catalog /: malformed catalog (catalog row 'hello.txt' has NULL "
+                              "hardlinks, name or symlink)"),
+    Case(chunk_without_hash, "catalog /nested: malformed catalog (chunk at 0 of "
+                             "/nested/rand_20M.bin has no hash)"),
     # Byte flips: the hash covers the stored bytes; signatures cover letters.
     Case(flipped_file_object, "/a/hello.txt: object data/57/98f7f4ca7585d850eea64610a1f73d8f8de7a3"
                               " is corrupt"),
@@ -269,6 +311,26 @@ def test_resigned_edit_of_deepest_catalog_passes(fixture_copy: Path, tmp_path: P
     code, report = verify(cli, fixture_copy)
     assert (code, report["problems"], report["warnings"]) == (0, [], [])
     assert (report["catalogs"], report["entries"]) == (3, 46)
+
+
+def test_uncompressed_file_object_is_valid(fixture_copy: Path, tmp_path: Path, cli) -> None:
+    """Spec 2.7: flag 2048 means the object holds the plain bytes, hashed as they are.
+
+    Valid for clients (``cvmfs_server mkfs -Z none`` writes such entries), so verify must
+    accept it and the reader must return the content without inflating it.
+    """
+    r = Resigner(fixture_copy, tmp_path / "work")
+    content = r.read_object(HELLO_TXT, Suffix.NONE)
+    plain = ContentHash.of(content)
+    r.storage.put(plain.object_key(), content)
+    r.execute("", "UPDATE catalog SET flags = flags | 2048, hash = ? "
+              "WHERE md5path_1 = ? AND md5path_2 = ?", (plain.digest, *path_key("/a/hello.txt")))
+    r.commit()
+    code, report = verify(cli, fixture_copy)
+    assert (code, report["problems"]) == (0, [])
+    result = cli("cat", "/a/hello.txt", "--repo", fixture_copy / "storage", "--key",
+                 key_file(fixture_copy, "pub"), "--fqrn", FQRN)
+    assert (result.code, result.out.encode()) == (0, content)
 
 
 def test_every_catalog_can_be_tampered_in_isolation(fixture_copy: Path, tmp_path: Path,
