@@ -18,8 +18,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..cvmfs.catalog import Catalog, DirEntry, Flag, row_to_entry
-from ..cvmfs.compression import check_and_decode
+from ..cvmfs.catalog import COMPRESSION_SHIFT, Catalog, DirEntry, Flag, row_to_entry
+from ..cvmfs.compression import Compression, check_and_decode
 from ..cvmfs.counters import FIELDS, Counters, Tally
 from ..cvmfs.hashes import ContentHash, Suffix, parent_path, path_key
 from ..cvmfs.history import History
@@ -57,7 +57,8 @@ class Verifier:
         self.cache = cache
         self.check_data = check_data
         self.report = Report()
-        self._objects: dict[str, int | None] = {}  # key -> decompressed size (None: unchecked)
+        # (key, compression) -> decompressed size (None: unchecked)
+        self._objects: dict[tuple[str, Compression], int | None] = {}
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)
@@ -158,16 +159,20 @@ class Verifier:
     # -- objects ------------------------------------------------------------------------------
 
     def _object(self, content_hash: ContentHash, suffix: Suffix, what: str,
-                compressed: bool = True) -> int | None:
-        """Check one object once; returns its decompressed size when data is checked."""
+                compression: Compression = Compression.ZLIB) -> int | None:
+        """Check one object once; returns its decompressed size when data is checked.
+
+        File data and chunks are decoded as their entry's flags say (spec 2.7: ``-Z none``
+        objects hold the plain bytes), exactly as the client will read them.
+        """
         key = content_hash.object_key(suffix)
-        if key in self._objects:
-            return self._objects[key]
+        if (key, compression) in self._objects:
+            return self._objects[key, compression]
         size: int | None = None
         if self.check_data:
             try:
                 stored = self.storage.get(key)
-                data = check_and_decode(stored, content_hash) if compressed else stored
+                data = check_and_decode(stored, content_hash, compression)
                 size = len(data)
                 self.report.object_bytes += len(stored)
             except ObjectNotFound:
@@ -176,7 +181,7 @@ class Verifier:
                 self.problem(f"{what}: object {key} is corrupt ({exc})")
         elif not self.storage.exists(key):
             self.problem(f"{what}: object {key} is missing")
-        self._objects[key] = size
+        self._objects[key, compression] = size
         self.report.objects += 1
         return size
 
@@ -348,6 +353,10 @@ class CatalogCheck:
 
     def _check_file(self, path: str, entry: DirEntry) -> None:
         what = f"{self.where}: {display(path)}"
+        bits = (entry.flags >> COMPRESSION_SHIFT) & 7
+        if bits not in set(Compression):
+            self.problem(f"{display(path)}: unknown compression {bits} in its flags")
+            return
         if entry.is_external:
             return
         if entry.is_chunked:
@@ -356,7 +365,7 @@ class CatalogCheck:
         if entry.content_hash is None:
             self.problem(f"{display(path)}: regular file without a content hash")
             return
-        size = self.v._object(entry.content_hash, Suffix.NONE, what)
+        size = self.v._object(entry.content_hash, Suffix.NONE, what, entry.compression)
         if size is not None and size != entry.size:
             self.problem(f"{display(path)}: content is {size} bytes, the catalog says "
                          f"{entry.size}")
@@ -364,7 +373,8 @@ class CatalogCheck:
     def _check_chunks(self, path: str, entry: DirEntry) -> None:
         chunks = self.catalog.chunks(path)
         if entry.content_hash is not None:
-            self.v._object(entry.content_hash, Suffix.NONE, f"{self.where}: {display(path)}")
+            self.v._object(entry.content_hash, Suffix.NONE, f"{self.where}: {display(path)}",
+                           entry.compression)
         if not chunks:
             self.problem(f"{display(path)}: chunked file without chunks")
             return
@@ -375,7 +385,8 @@ class CatalogCheck:
                              f"at {offset})")
                 return
             size = self.v._object(chunk.content_hash, Suffix.PARTIAL,
-                                  f"{self.where}: {display(path)} chunk at {chunk.offset}")
+                                  f"{self.where}: {display(path)} chunk at {chunk.offset}",
+                                  entry.compression)
             if size is not None and size != chunk.size:
                 self.problem(f"{display(path)}: chunk at {chunk.offset} is {size} bytes, the "
                              f"catalog says {chunk.size}")
