@@ -213,6 +213,9 @@ class Verifier:
         except sqlite3.DatabaseError as exc:
             self.problem(f"{what}: unreadable catalog ({exc})")
             return None
+        except FormatError as exc:  # a row that cannot be decoded (NULL name, bad flags...)
+            self.problem(f"{what}: malformed catalog ({exc})")
+            return None
         finally:
             catalog.conn.close()
 
