@@ -191,10 +191,12 @@ class FlatTree:
     def __init__(self, image: str) -> None:
         self.image = image
         self.root = Node(Inode(Kind.DIR, 0o755, 0, 0, 0), {})
+        self._removed: dict[str, Node] = {}
 
     # -- applying ---------------------------------------------------------------------------
 
     def apply(self, changes: list[Change], where: str) -> None:
+        self._removed: dict[str, Node] = {}  # this layer's whiteouts, for hard links
         for change in changes:
             if change.opaque:
                 self._opaque(change, where)
@@ -233,19 +235,23 @@ class FlatTree:
     def _opaque(self, change: Change, where: str) -> None:
         if not change.path:
             assert self.root.children is not None
+            self._removed.update(self.root.children)
             self.root.children.clear()
             return
         parts = change.path.split("/")
         parent = self._walk_parent(parts[:-1], change.member, where, create=False)
         directory = parent.children.get(parts[-1]) if parent and parent.children else None
         if directory is not None and directory.children is not None:
+            self._removed.update({f"{change.path}/{n}": c for n, c in directory.children.items()})
             directory.children.clear()
 
     def _whiteout(self, change: Change, where: str) -> None:
         parts = change.path.split("/")
         parent = self._walk_parent(parts[:-1], change.member, where, create=False)
         if parent is not None and parent.children is not None:
-            parent.children.pop(parts[-1], None)
+            gone = parent.children.pop(parts[-1], None)
+            if gone is not None:
+                self._removed[change.path] = gone
 
     def _add(self, entry: Entry, member: str, where: str) -> None:
         if entry.path == "":
@@ -274,12 +280,30 @@ class FlatTree:
         parent = self._walk_parent(parts[:-1], member, where, create=False) if parts else None
         target = parent.children.get(parts[-1]) if parent and parent.children else None
         if target is None:
+            target = self._whited_out(parts)
+        if target is None:
             raise UnsafeLayer(f"{where}: hard link {member!r} points to {entry.target!r}, "
                               f"which does not exist; image {self.image} rejected")
         if target.children is not None:
             raise UnsafeLayer(f"{where}: hard link {member!r} points to the directory "
                               f"{entry.target!r}")
         return target
+
+    def _whited_out(self, parts: list[str]) -> Node | None:
+        """A link target this layer's whiteouts removed: tar order may put the link first,
+        and then umoci links it before the whiteout runs."""
+        for i in range(len(parts), 0, -1):
+            node = self._removed.get("/".join(parts[:i]))
+            if node is None:
+                continue
+            for part in parts[i:]:
+                if node.children is None or node.inode.kind is Kind.SYMLINK:
+                    return None
+                node = node.children.get(part)
+                if node is None:
+                    return None
+            return node
+        return None
 
     # -- reading out -------------------------------------------------------------------------
 

@@ -211,3 +211,45 @@ def test_failing_images_do_not_block_others(images, make_repo, tmp_path):
     wishlist = _wishlist(tmp_path, [f"{host}/test/hostile:dotdot", good],
                          extra=f"ignoreErrors:\n  - '*://{host}/test/hostile:*'\n")
     assert run_unpack(make_repo(), wishlist, []).ok
+
+
+def test_prefix_loop_and_repository_check(images, make_repo, tmp_path):
+    import pytest
+
+    from cvmfs_publisher.errors import UsageError
+    host = images.plain
+    repo = make_repo()
+    wishlist = _wishlist(tmp_path, [f"{host}/test/small:v1"],
+                         repo="unpacked.example.org/images/sub")
+    rounds = []
+    report = run_unpack(repo, wishlist, [], loop=True, interval=0,
+                        should_stop=lambda: len(rounds) >= 2, on_round=rounds.append)
+    assert [o.status for o in rounds[0].outcomes] == ["unpacked"]
+    assert [o.status for o in report.outcomes] == ["unchanged"] and len(rounds) == 2
+    reader = repo.reader()
+    name = f"{host}/test/small:v1"
+    assert flat_of(reader, name, "/images/sub").startswith("/images/sub/.flat/")
+    assert reader.lookup(f"/images/sub/.metadata/{name}/manifest.json") is not None
+    assert reader.lookup(f"/{name}") is None
+    gc = run_gc(repo, dt.timedelta(0), dry_run=True, prefix="images/sub")
+    assert not gc.removed_flats and not gc.removed_images
+    with pytest.raises(UsageError, match="cvmfs_repo"):
+        run_unpack(repo, _wishlist(tmp_path, [name], repo="other.example.org"), [])
+
+
+def test_hard_link_to_a_file_whited_out_in_the_same_layer(images, make_repo):
+    f, lnk = kit.tarfile.REGTYPE, kit.tarfile.LNKTYPE
+    lower = kit.tar_bytes([kit.member("x.txt", f, b"lower x\n"), kit.member("keep.txt", f,
+                                                                             b"k\n")])
+    upper = kit.tar_bytes([kit.member("y.txt", lnk, linkname="x.txt"),
+                           kit.member(".wh.x.txt"), kit.member(".wh.keep.txt")])
+    host = images.plain
+    kit.Pusher(f"http://{host}").image("test/edge", "link-before-whiteout", [
+        (kit.gz(lower), kit.LAYER_GZIP, lower), (kit.gz(upper), kit.LAYER_GZIP, upper)])
+    repo = make_repo()
+    name = f"{host}/test/edge:link-before-whiteout"
+    assert run_unpack(repo, None, [name]).ok
+    reader = repo.reader()
+    flat = flat_of(reader, name)
+    assert _read(reader, f"{flat}/y.txt") == b"lower x\n"
+    assert reader.lookup(f"{flat}/x.txt") is None and reader.lookup(f"{flat}/keep.txt") is None
