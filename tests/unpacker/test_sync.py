@@ -253,3 +253,13 @@ def test_hard_link_to_a_file_whited_out_in_the_same_layer(images, make_repo):
     flat = flat_of(reader, name)
     assert _read(reader, f"{flat}/y.txt") == b"lower x\n"
     assert reader.lookup(f"{flat}/x.txt") is None and reader.lookup(f"{flat}/keep.txt") is None
+
+
+def test_single_manifest_in_multiarch_mode(images, make_repo):
+    repo = make_repo()
+    name = images.refs["oci"]
+    assert run_unpack(repo, None, [name], platforms=["amd64", "arm64"]).ok
+    reader = repo.reader()
+    assert reader.require(f"/.multiarch/amd64/{name}").entry.is_symlink
+    assert reader.require("/.multiarch/x86_64").entry.symlink == "amd64"
+    assert "$(CVMFS_ARCH:-amd64)" in reader.require(f"/{name}").entry.symlink
