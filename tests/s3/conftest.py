@@ -22,8 +22,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
 import pytest
 import requests
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
@@ -119,21 +122,29 @@ class SeaweedServer:
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
-        """Up means the S3 port answers HTTP at all (403 without credentials) and the
-        bucket exists (anonymous GET of a missing key gives 404, not NoSuchBucket)."""
+        """Up means an object can be written and read back: right after a restart the S3
+        port answers (even 404 for missing keys) before the volume server serves data."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 pytest.fail(f"weed mini exited with {self.process.returncode}; see "
                             f"{self.root / 'logs'}", pytrace=False)
-            with contextlib.suppress(requests.RequestException):
-                response = requests.get(f"{self.endpoint}/{BUCKET}/readiness-probe", timeout=2)
-                if response.status_code == 404 and "NoSuchKey" in response.text:
+            with contextlib.suppress(requests.RequestException, BotoCoreError, ClientError):
+                if self._round_trip():
                     return
             time.sleep(0.1)
         self.stop()
         pytest.fail(f"weed mini did not become ready in {timeout} s", pytrace=False)
+
+    def _round_trip(self) -> bool:
+        client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+                              aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+                              config=Config(s3={"addressing_style": "path"},
+                                            retries={"total_max_attempts": 1}))
+        client.put_object(Bucket=BUCKET, Key="readiness/probe", Body=b"ready")
+        response = requests.get(f"{self.endpoint}/{BUCKET}/readiness/probe", timeout=2)
+        return response.status_code == 200 and response.content == b"ready"
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM, 5 s grace, SIGKILL; then remove the sockets weed puts in /tmp."""
@@ -245,7 +256,7 @@ def published_files(repo: NativeRepository, top: str) -> dict[str, bytes]:
     try:
         out = {}
         for path, entry in reader.walk(top):
-            if entry.is_regular:
+            if entry.is_regular and entry.name != ".cvmfscatalog":  # nested catalog markers
                 out[path[len(top) + 1:]] = b"".join(reader.read(path))
         return out
     finally:
