@@ -169,6 +169,40 @@ def chunk_without_hash(r: Resigner) -> None:
     r.commit()
 
 
+def statistics_value_null(r: Resigner) -> None:
+    r.execute("/nested", "UPDATE statistics SET value = NULL WHERE counter = 'self_dir'")
+    r.commit()
+
+
+def hardlinks_not_an_integer(r: Resigner) -> None:
+    r.execute("", "UPDATE catalog SET hardlinks = 'x' WHERE md5path_1 = ? AND md5path_2 = ?",
+              path_key("/a/hello.txt"))
+    r.commit()
+
+
+def null_mode(r: Resigner) -> None:
+    r.execute("", "UPDATE catalog SET mode = NULL WHERE md5path_1 = ? AND md5path_2 = ?",
+              path_key("/a/hello.txt"))
+    r.commit()
+
+
+def chunk_size_null(r: Resigner) -> None:
+    r.execute("/nested", "UPDATE chunks SET size = NULL WHERE offset = 0")
+    r.commit()
+
+
+def tag_with_a_bad_hash(r: Resigner) -> None:
+    r.edit_history(lambda conn: conn.execute("UPDATE tags SET hash = 'xyz' "
+                                             "WHERE name = 'pkg-1.0'"))
+    r.commit()
+
+
+def tag_without_revision(r: Resigner) -> None:
+    r.edit_history(lambda conn: conn.execute("UPDATE tags SET revision = NULL "
+                                             "WHERE name = 'pkg-1.0'"))
+    r.commit()
+
+
 def flipped_file_object(r: Resigner) -> None:
     r.commit()
     flip_byte(object_path(r.storage_dir, HELLO_TXT), 5)
@@ -258,6 +292,16 @@ CASES = [
                               "hardlinks, name or symlink)"),
     Case(chunk_without_hash, "catalog /nested: malformed catalog (chunk at 0 of "
                              "/nested/rand_20M.bin has no hash)"),
+    Case(statistics_value_null, "catalog /nested: failed to open catalog (statistics counter "
+                                "self_dir is not an integer: None)"),
+    Case(hardlinks_not_an_integer, "catalog /: malformed catalog (catalog row 'hello.txt' has "
+                                   "mistyped columns: hardlinks)"),
+    Case(null_mode, "catalog /: malformed catalog (catalog row 'hello.txt' has mistyped "
+                    "columns: mode)"),
+    Case(chunk_size_null, "catalog /nested: malformed catalog (chunk at 0 of "
+                          "/nested/rand_20M.bin has a non-integer offset or size)"),
+    Case(tag_with_a_bad_hash, "not a content hash string: 'xyz'"),
+    Case(tag_without_revision, "tag 'pkg-1.0' is malformed"),
     # Byte flips: the hash covers the stored bytes; signatures cover letters.
     Case(flipped_file_object, "/a/hello.txt: object data/57/98f7f4ca7585d850eea64610a1f73d8f8de7a3"
                               " is corrupt"),
