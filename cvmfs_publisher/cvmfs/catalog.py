@@ -206,6 +206,15 @@ def row_to_entry(row: tuple) -> DirEntry:
     hardlinks, digest, size, mode, mtime, mtimens, flags, name, symlink, uid, gid, xattr = row
     if hardlinks is None or name is None or symlink is None:
         raise FormatError(f"catalog row {name!r} has NULL hardlinks, name or symlink")
+    integers = {"hardlinks": hardlinks, "size": size, "mode": mode, "mtime": mtime,
+                "flags": flags, "uid": uid, "gid": gid,
+                "mtimens": 0 if mtimens is None else mtimens}
+    mistyped = [column for column, value in integers.items() if type(value) is not int]
+    mistyped += [column for column, value in (("hash", digest), ("xattr", xattr))
+                 if value is not None and not isinstance(value, bytes)]
+    if mistyped or not isinstance(name, str) or not isinstance(symlink, str):
+        raise FormatError(f"catalog row {name!r} has mistyped columns: "
+                          f"{', '.join(mistyped) or 'name or symlink'}")
     try:
         algorithm = Algorithm(((flags >> HASH_SHIFT) & 7) + 1)
     except ValueError:
@@ -356,7 +365,9 @@ class Catalog:
         entry = self.lookup(path)
         if entry is not None:
             entry_algorithm = entry.hash_algorithm
-        for off, _, h in rows:
+        for off, size, h in rows:
+            if type(off) is not int or type(size) is not int:
+                raise FormatError(f"chunk at {off} of {path} has a non-integer offset or size")
             if h is None:
                 raise FormatError(f"chunk at {off} of {path} has no hash")
         return [Chunk(off, size, ContentHash(bytes(h), entry_algorithm)) for off, size, h in rows]
@@ -374,6 +385,10 @@ class Catalog:
             return Counters.from_rows(rows)
         except KeyError as exc:
             raise FormatError(f"catalog lacks the statistics counter {exc.args[0]}") from None
+        except (TypeError, ValueError):
+            bad = next(name for name, value in rows.items() if type(value) is not int)
+            raise FormatError(f"statistics counter {bad} is not an integer: "
+                              f"{rows[bad]!r}") from None
 
     def count_own(self) -> Tally:
         """Recompute the ``self_*`` counters from the rows, the way ``check`` does."""

@@ -80,10 +80,17 @@ class History:
             "SELECT name, hash, revision, timestamp, description, size, branch, channel "
             "FROM tags ORDER BY revision, timestamp, name"
         ).fetchall()
-        return [
-            Tag(n, ContentHash.parse(h), int(r), int(t), d or "", int(s or 0), b or "", int(c or 0))
-            for n, h, r, t, d, s, b, c in rows
-        ]
+        try:
+            return [
+                Tag(n, ContentHash.parse(h), int(r), int(t), d or "", int(s or 0), b or "",
+                    int(c or 0))
+                for n, h, r, t, d, s, b, c in rows
+            ]
+        except (TypeError, ValueError):
+            bad = next(n for n, _, r, t, _, s, _, c in rows
+                       if any(type(v) is not int for v in (r, t, s or 0, c or 0)))
+            raise FormatError(f"tag {bad!r} is malformed (revision, timestamp, size and "
+                              "channel must be integers)") from None
 
     def get(self, name: str) -> Tag | None:
         return next((t for t in self.tags() if t.name == name), None)

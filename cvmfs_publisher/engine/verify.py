@@ -132,6 +132,8 @@ class Verifier:
             return
         try:
             self._history_rules(history, manifest)
+        except FormatError as exc:
+            self.problem(f"history {manifest.history}: {exc}")
         finally:
             history.conn.close()
 
