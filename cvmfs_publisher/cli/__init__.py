@@ -11,7 +11,7 @@ from rich.text import Text
 
 from .. import __version__
 from ..errors import PublisherError, VerificationFailed
-from . import browse, publish, repo, serve, verify
+from . import browse, history, publish, repo, serve, verify
 from .common import State
 from .output import stderr
 
@@ -34,7 +34,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     ctx.obj = State(config_path, verbose)
 
 
-for module in (repo, publish, browse, verify, serve):
+for module in (repo, publish, browse, history, verify, serve):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -61,6 +61,9 @@ class Reflog:
             (str(content_hash), int(ref_type), timestamp),
         )
 
+    def remove(self, content_hash: str) -> None:
+        self.conn.execute("DELETE FROM refs WHERE hash = ?", (content_hash,))
+
     def entries(self) -> list[tuple[ContentHash, RefType, int]]:
         rows = self.conn.execute("SELECT hash, type, timestamp FROM refs ORDER BY timestamp")
         return [(ContentHash.parse(h), RefType(t), int(ts)) for h, t, ts in rows]

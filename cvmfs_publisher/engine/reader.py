@@ -16,10 +16,10 @@ from pathlib import Path
 from ..cvmfs.catalog import Catalog, DirEntry
 from ..cvmfs.compression import check_and_decode, decode
 from ..cvmfs.hashes import ContentHash, Suffix
-from ..cvmfs.history import History
+from ..cvmfs.history import History, Tag
 from ..cvmfs.manifest import Manifest
 from ..cvmfs.names import display, is_within
-from ..errors import FormatError, ObjectNotFound, PathNotFound
+from ..errors import FormatError, ObjectNotFound, PathNotFound, TagError
 from ..storage.base import Storage
 
 
@@ -143,6 +143,47 @@ class RepositoryReader:
         except ObjectNotFound:
             raise FormatError(f"object {key} of {entry.name} is missing") from None
         return check_and_decode(stored, content_hash, entry.compression)
+
+    def resolve(self, spec: str | None) -> Tag:
+        """A tag name, a revision number, or None/"trunk" for the current revision."""
+        if spec in (None, "trunk"):
+            return self.root_tag(self.manifest.root_catalog)
+        tag = self.tag(spec)
+        if tag is not None:
+            return tag
+        if spec.isdigit():
+            return self._revision(int(spec))
+        raise TagError(f"no tag or revision {spec!r} in {self.manifest.fqrn}")
+
+    def tag(self, name: str) -> Tag | None:
+        history = self.history()
+        if history is None:
+            return None
+        try:
+            return history.get(name)
+        finally:
+            history.conn.close()
+
+    def _revision(self, revision: int) -> Tag:
+        """Walk back along ``previous_revision`` from the current root catalog."""
+        current: ContentHash | None = self.manifest.root_catalog
+        while current is not None and current.digest != bytes(20):
+            try:
+                catalog = self.catalog(current)
+            except FormatError:
+                break  # collected by gc
+            if catalog.revision == revision:
+                return self.root_tag(current)
+            if catalog.revision < revision:
+                break
+            current = catalog.previous_revision
+        raise TagError(f"revision {revision} of {self.manifest.fqrn} is not available")
+
+    def root_tag(self, root: ContentHash) -> Tag:
+        """A root catalog described as a tag row (revision, time, size)."""
+        catalog = self.catalog(root)
+        return Tag("", root, catalog.revision, catalog.last_modified, "",
+                   catalog.file.stat().st_size)
 
     def history(self) -> History | None:
         if self.manifest.history is None:

@@ -32,6 +32,7 @@ from ..storage.base import (
 )
 from . import keystore
 from .catalog_tree import root_entry
+from .gc import GcPlan, delete
 from .options import EngineOptions
 from .reader import ObjectCache, RepositoryReader
 from .transaction import Transaction
@@ -185,6 +186,20 @@ class NativeRepository:
                         txn.close()
                     else:
                         txn.abort()
+
+    def gc(self, *, keep_revisions: int = 1, keep_since: dt.datetime | None = None,
+           dry_run: bool = False, progress: Callable[[int], None] | None = None,
+           wait: bool = False) -> GcPlan:
+        """Delete unreachable objects under the publish lock (see ``engine/gc.py``)."""
+        with self.transaction(wait=wait) as txn:
+            plan = txn.plan_gc(keep_revisions, keep_since)
+            if dry_run or not (plan.garbage or plan.dropped_tags):
+                return plan
+            txn.apply_gc(plan)
+            txn.commit(message="garbage collection")
+            delete(self.storage, plan.garbage, progress)
+            txn.index.forget(txn.reflog_drops)
+        return plan
 
     def _check_can_sign(self, head: TrustedHead, keys: KeySet) -> None:
         fingerprint = certificate_fingerprint(keys.certificate, self.options.algorithm)

@@ -17,20 +17,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from ..cvmfs.catalog import Catalog
 from ..cvmfs.compression import check_and_decode
-from ..cvmfs.hashes import ContentHash, Suffix, parent_path
+from ..cvmfs.hashes import ContentHash, Suffix, parent_path, parse_object_key
 from ..cvmfs.history import RESERVED, History, Tag, check_tag_name
 from ..cvmfs.keys import KeySet
 from ..cvmfs.manifest import Manifest
 from ..cvmfs.metainfo import default_metainfo
 from ..cvmfs.names import display, is_within, normalize_path
 from ..cvmfs.reflog import Reflog, RefType
-from ..errors import FormatError, ObjectNotFound, PathNotFound, SourceError, TagError
+from ..errors import (
+    FormatError,
+    ObjectNotFound,
+    PathNotFound,
+    SourceError,
+    TagError,
+    UsageError,
+)
 from ..storage.base import MANIFEST, REFLOG, Storage
 from .catalog_tree import MARKER, CatalogTree
 from .content_index import ContentIndex
 from .dirtab import DIRTAB, Dirtab
 from .entries import Entry, Kind, PathContent
+from .gc import GENERIC_PREFIXES, GcPlan, mark, revisions_to_keep, sweep_candidates
 from .options import EngineOptions
 from .pipeline import ObjectPipeline, PendingFile, StoredFile, completed
 from .reader import ObjectCache, RepositoryReader
@@ -91,6 +100,9 @@ class Transaction:
             index=self.index,
         )
         self.ops: list[_Op] = []
+        self.tag_changes: list[tuple[Tag, bool]] = []  # (tag, add?) in order
+        self.rollback_to: Tag | None = None
+        self.reflog_drops: set[str] = set()  # hash strings garbage collection deletes
         self.finished = False
 
     @property
@@ -129,7 +141,41 @@ class Transaction:
         """
         return self.pipeline.add_file(stream, size_hint)
 
-    # -- committing -------------------------------------------------------------------------
+    # -- garbage collection ------------------------------------------------------------------
+
+    def plan_gc(self, keep_revisions: int, keep_since: dt.datetime | None) -> GcPlan:
+        """What garbage collection would delete; nothing is changed."""
+        roots, numbers = revisions_to_keep(self.reader, keep_revisions, keep_since)
+        history = self.reader.history()
+        tags = history.tags() if history is not None else []
+        if history is not None:
+            history.conn.close()
+        dropped = []
+        for tag in tags:
+            if tag.root_hash in roots:
+                continue
+            if tag.name.startswith(GENERIC_PREFIXES):
+                dropped.append(tag.name)
+            else:
+                roots.add(tag.root_hash)
+        reachable = mark(self.reader, roots)
+        manifest = self.head.manifest
+        for content_hash, suffix in ((manifest.certificate, Suffix.CERTIFICATE),
+                                     (manifest.history, Suffix.HISTORY),
+                                     (manifest.metainfo, Suffix.METAINFO)):
+            if content_hash is not None:
+                reachable.add(content_hash.object_key(suffix))
+        garbage = sweep_candidates(self.storage, reachable)
+        return GcPlan(sorted(numbers), dropped, [key for key, _ in garbage],
+                      sum(max(size, 0) for _, size in garbage), len(reachable))
+
+    def apply_gc(self, plan: GcPlan) -> None:
+        """Forget dropped tags and deleted roots in the history and reflog at commit."""
+        for name in plan.dropped_tags:
+            self.tag_changes.append((Tag(name, ContentHash.zero(), 0, 0), False))
+        self.reflog_drops = {str(parse_object_key(key)[0]) for key in plan.garbage}
+
+    # -- tags and rollback --------------------------------------------------------------------
 
     def check_tag(self, tag: str) -> None:
         """Fail before any work when a tag name cannot be used."""
@@ -145,9 +191,48 @@ class Transaction:
             finally:
                 history.conn.close()
 
+    def add_tag(self, name: str, target: str | None = None, message: str = "") -> Tag:
+        """Name an existing revision (default: the current one) without new content."""
+        self.check_tag(name)
+        found = self.resolve(target)
+        tag = Tag(name, found.root_hash, found.revision, found.timestamp, message, found.size)
+        self.tag_changes.append((tag, True))
+        return tag
+
+    def remove_tag(self, name: str) -> None:
+        if name in RESERVED:
+            raise TagError(f"tag {name!r} is maintained automatically and cannot be removed")
+        if self._tag(name) is None:
+            raise TagError(f"tag {name!r} does not exist")
+        self.tag_changes.append((Tag(name, ContentHash.zero(), 0, 0), False))
+
+    def rollback(self, target: str) -> Tag:
+        """Publish a new revision whose content equals ``target`` (a tag or revision)."""
+        found = self.resolve(target)
+        if found.root_hash == self.head.manifest.root_catalog:
+            raise TagError(f"{target} is already the current content")
+        self.rollback_to = found
+        return found
+
+    def resolve(self, spec: str | None) -> Tag:
+        return self.reader.resolve(spec)
+
+    def _tag(self, name: str) -> Tag | None:
+        return self.reader.tag(name)
+
+    # -- committing -------------------------------------------------------------------------
+
     def commit(self, tag: str | None = None, message: str = "") -> CommitResult:
         if tag is not None:
             self.check_tag(tag)
+        if self.rollback_to is not None:
+            return self._finish(*self._rollback_root(), ["/"], tag, message)
+        if not self.ops:
+            if not self.tag_changes and not self.reflog_drops:
+                raise UsageError("nothing to publish")
+            old = self.head.manifest
+            return self._finish(old.root_catalog, old.catalog_size, old.revision, [], None,
+                                message, new_revision=False)
         self.pipeline.drain()
         empty = self.pipeline.store_now(b"", Suffix.NONE)
         self._mark_catalogs(empty)
@@ -171,8 +256,29 @@ class Transaction:
             tree.close()
         assert root.done is not None and root.previous is not None
         root_hash, root_size, _ = root.done
-        revision = root.previous[1] + 1
-        manifest = self._publish_head(root_hash, root_size, revision, tag, message)
+        return self._finish(root_hash, root_size, root.previous[1] + 1, written, tag, message)
+
+    def _rollback_root(self) -> tuple[ContentHash, int, int]:
+        """The target's root catalog as the next revision: nested catalogs are shared."""
+        assert self.rollback_to is not None
+        file = self.scratch / "rollback.db"
+        shutil.copyfile(self.cache.fetch(self.storage, self.rollback_to.root_hash,
+                                         Suffix.CATALOG), file)
+        catalog = Catalog.open(file, writable=True)
+        catalog.begin()
+        revision = self.head.manifest.revision + 1
+        catalog.set_property("revision", revision)
+        catalog.set_property("last_modified", self.now)
+        catalog.set_property("previous_revision", str(self.head.manifest.root_catalog))
+        catalog.close()
+        data = file.read_bytes()
+        return self._store_catalog(data), len(data), revision
+
+    def _finish(self, root_hash: ContentHash, root_size: int, revision: int,
+                written: list[str], tag: str | None, message: str,
+                new_revision: bool = True) -> CommitResult:
+        manifest = self._publish_head(root_hash, root_size, revision, tag, message,
+                                      new_revision)
         self.finished = True
         stats = self.pipeline.stats
         return CommitResult(
@@ -205,9 +311,9 @@ class Transaction:
                 if node.kind is not Kind.DIR or not rules.matches(full):
                     continue
                 assert node.children is not None
-                if MARKER not in node.children:
+                if MARKER not in node.children:  # its directory's mtime: stable on republish
                     node.children[MARKER] = Node(MARKER, Kind.FILE, 0o644, owner.uid, owner.gid,
-                                                 self.now, content=completed(empty, 0))
+                                                 node.mtime, content=completed(empty, 0))
 
     def _catalog_rules(self) -> Dirtab | None:
         text = self._dirtab_text()
@@ -259,10 +365,12 @@ class Transaction:
         tree.insert(op.path, op.tree, existed=existed)
 
     def _publish_head(
-        self, root_hash: ContentHash, root_size: int, revision: int, tag: str | None, message: str
+        self, root_hash: ContentHash, root_size: int, revision: int, tag: str | None,
+        message: str, new_revision: bool = True,
     ) -> Manifest:
         store = self.pipeline.store_now
-        history = self._write_history(root_hash, root_size, revision, tag, message)
+        history = self._write_history(root_hash, root_size, revision, tag, message,
+                                      new_revision)
         certificate = store(self.keys.certificate, Suffix.CERTIFICATE)
         old = self.head.manifest
         metainfo = old.metainfo or store(default_metainfo(self.fqrn), Suffix.METAINFO)
@@ -291,7 +399,7 @@ class Transaction:
         return manifest
 
     def _write_history(self, root_hash: ContentHash, size: int, revision: int,
-                       tag: str | None, message: str) -> ContentHash:
+                       tag: str | None, message: str, new_revision: bool) -> ContentHash:
         file = self.scratch / "history.db"
         previous = self.head.manifest.history
         if previous is not None:
@@ -300,11 +408,17 @@ class Transaction:
         else:
             history = History.create(file, self.fqrn, self.options.algorithm)
         history.conn.execute("BEGIN")
-        head = Tag("", root_hash, revision, self.now, message, size)
-        name = tag or (generic_tag_name(history, self.now) if self.options.auto_tag else None)
-        if name is not None:
-            history.insert(Tag(name, root_hash, revision, self.now, message, size))
-        history.update_trunk(head)
+        for change, add in self.tag_changes:
+            history.remove(change.name)
+            if add:
+                history.insert(change)
+        if new_revision:
+            head = Tag("", root_hash, revision, self.now, message, size)
+            name = tag or (generic_tag_name(history, self.now) if self.options.auto_tag
+                           else None)
+            if name is not None:
+                history.insert(Tag(name, root_hash, revision, self.now, message, size))
+            history.update_trunk(head)
         history.set_previous_revision(previous or ContentHash.zero(self.options.algorithm))
         history.close()
         return self._store_and_cache(file.read_bytes(), Suffix.HISTORY)
@@ -320,6 +434,8 @@ class Transaction:
             file.unlink(missing_ok=True)
             reflog = Reflog.create(file, self.fqrn)
         reflog.conn.execute("BEGIN")
+        for dropped in self.reflog_drops:
+            reflog.remove(dropped)
         for content_hash, ref_type in refs:
             reflog.add(content_hash, ref_type, self.now)
         reflog.close()

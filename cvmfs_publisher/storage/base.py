@@ -68,6 +68,11 @@ class Storage(abc.ABC):
         """Keys below ``prefix``; backends without listing raise StorageError."""
         raise StorageError(f"{self.location} cannot list its contents")
 
+    def list_with_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """Keys with their stored size in bytes (-1 where a backend cannot tell cheaply)."""
+        for key in self.list(prefix):
+            yield key, -1
+
     def flush(self) -> None:  # noqa: B027 - deliberately optional
         """Make every earlier ``put`` durable; called once before the manifest is written."""
 

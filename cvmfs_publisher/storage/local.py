@@ -105,6 +105,13 @@ class LocalStorage(Storage):
             for name in sorted(filenames):
                 yield name if rel == "." else f"{rel}/{name}"
 
+    def list_with_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        for key in self.list(prefix):
+            try:
+                yield key, (self.root / key).stat().st_size
+            except FileNotFoundError:
+                continue
+
     def flush(self) -> None:
         """``syncfs`` on the repository's file system: one call instead of an fsync per object."""
         fd = os.open(self.root, os.O_RDONLY)

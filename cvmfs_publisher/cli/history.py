@@ -1,0 +1,126 @@
+"""Revisions over time: tag add/rm, rollback, diff, gc."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from ..engine.diff import diff as diff_trees
+from .common import State, json_option, pass_state, read_options
+from .output import emit_json, human_bytes, stdout
+from .publish import report
+
+
+@click.group()
+def tag() -> None:
+    """Name revisions (add) or remove names (rm); list them with 'tags'."""
+
+
+@tag.command("add")
+@click.argument("name")
+@click.option("--repo", "-r", required=True, metavar="NAME", help="Configured repository.")
+@click.option("--revision", "target", metavar="TAG|N", help="Revision to name: another tag or "
+              "a revision number [default: the current revision].")
+@click.option("-m", "--message", default="", help="Description of the tag.")
+@click.option("--wait", is_flag=True, help="Wait for a running publish.")
+@pass_state
+def tag_add(state: State, name: str, repo: str, target: str | None, message: str,
+            wait: bool) -> None:
+    """Add tag NAME to an existing revision (no new content is published)."""
+    with state.configured(repo).transaction(wait=wait) as txn:
+        added = txn.add_tag(name, target, message)
+        txn.commit()
+    stdout.print(f"tagged revision {added.revision} of {repo} as {name}", markup=False)
+
+
+@tag.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--repo", "-r", required=True, metavar="NAME", help="Configured repository.")
+@click.option("--wait", is_flag=True, help="Wait for a running publish.")
+@pass_state
+def tag_rm(state: State, names: tuple[str, ...], repo: str, wait: bool) -> None:
+    """Remove tags (the revisions stay until garbage collection)."""
+    with state.configured(repo).transaction(wait=wait) as txn:
+        for name in names:
+            txn.remove_tag(name)
+        txn.commit()
+    stdout.print(f"removed {', '.join(names)} from {repo}", markup=False)
+
+
+@click.command()
+@click.option("--repo", "-r", required=True, metavar="NAME", help="Configured repository.")
+@click.option("--to", "target", required=True, metavar="TAG|N",
+              help="Tag or revision number whose content to restore.")
+@click.option("--tag", "-t", "new_tag", metavar="NAME", help="Name the new revision.")
+@click.option("-m", "--message", default="", help="Description stored with the revision.")
+@click.option("--wait", is_flag=True, help="Wait for a running publish.")
+@json_option
+@pass_state
+def rollback(state: State, repo: str, target: str, new_tag: str | None, message: str,
+             wait: bool, as_json: bool) -> None:
+    """Publish a new revision whose content equals TAG (history is kept)."""
+    with state.configured(repo).transaction(wait=wait) as txn:
+        found = txn.rollback(target)
+        result = txn.commit(new_tag, message or f"rollback to {target}")
+    if not as_json:
+        stdout.print(f"content of revision {found.revision} ({target}) restored", markup=False)
+    report(result, repo, as_json)
+
+
+@click.command()
+@click.argument("old")
+@click.argument("new", default="trunk")
+@json_option
+@read_options
+@pass_state
+def diff(state: State, old: str, new: str, as_json: bool, repo: str, keys: tuple[Path, ...],
+         fqrn: str | None) -> None:
+    """List paths added (A), removed (D) and changed (M) from OLD to NEW (tags or revisions)."""
+    reader = state.repository(repo, keys, fqrn).reader()
+    try:
+        a, b = reader.resolve(old), reader.resolve(new)
+        changes = sorted(diff_trees(reader, a.root_hash, b.root_hash), key=lambda c: c.path)
+    finally:
+        reader.close()
+    if as_json:
+        emit_json([asdict(c) for c in changes])
+        return
+    for change in changes:
+        stdout.print(change.line(), markup=False)
+
+
+@click.command()
+@click.option("--repo", "-r", required=True, metavar="NAME", help="Configured repository.")
+@click.option("--keep-revisions", default=1, show_default=True, type=click.IntRange(1),
+              help="Keep this many of the latest revisions.")
+@click.option("--keep-days", default=3.0, show_default=True, type=click.FloatRange(0),
+              help="Also keep revisions published within this many days.")
+@click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
+@click.option("--wait", is_flag=True, help="Wait for a running publish.")
+@json_option
+@pass_state
+def gc(state: State, repo: str, keep_revisions: int, keep_days: float, dry_run: bool,
+       wait: bool, as_json: bool) -> None:
+    """Delete objects that no kept revision uses: the current one, named tags, and recent ones.
+
+    Automatic generic-* tags do not keep a revision alive; they go with it.
+    """
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days) if keep_days else None
+    plan = state.configured(repo).gc(keep_revisions=keep_revisions, keep_since=since,
+                                     dry_run=dry_run, wait=wait)
+    if as_json:
+        emit_json({"dry_run": dry_run, **asdict(plan)})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    if dry_run:
+        for key in plan.garbage:
+            stdout.print(key, markup=False)
+    stdout.print(f"{verb} {len(plan.garbage)} objects ({human_bytes(plan.garbage_bytes)}) and "
+                 f"{len(plan.dropped_tags)} automatic tags; kept revisions "
+                 f"{', '.join(map(str, plan.kept_revisions))} and all named tags", markup=False)
+
+
+COMMANDS = (tag, rollback, diff, gc)

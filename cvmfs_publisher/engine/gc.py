@@ -1,0 +1,123 @@
+"""Garbage collection: delete objects no kept revision can reach.
+
+Kept: the current revision, every revision a named tag points at, the last
+``keep_revisions`` revisions and those published at or after ``keep_since``. Automatic
+``generic-*`` tags do not protect a revision (they would keep everything, which upstream
+warns about too); they are dropped together with the revisions they name.
+
+Mark and sweep: everything reachable from the kept root catalogs (catalogs, file objects,
+chunks) plus the current certificate, history and meta-info is marked; every other object
+in the storage is garbage, including orphans of interrupted publishes. The whole run holds
+the publish lock, so a concurrent publish can neither lose objects nor see half a sweep.
+The reflog loses the deleted roots and the manifest is re-signed with the same revision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..cvmfs.catalog import HASH_SHIFT, Catalog
+from ..cvmfs.hashes import Algorithm, ContentHash, Suffix, parse_object_key
+from ..errors import FormatError, StorageError
+from ..storage.base import Storage
+from .reader import RepositoryReader
+
+log = logging.getLogger(__name__)
+GENERIC_PREFIXES = ("generic-", "generic_")
+
+
+@dataclass
+class GcPlan:
+    kept_revisions: list[int] = field(default_factory=list)
+    dropped_tags: list[str] = field(default_factory=list)
+    garbage: list[str] = field(default_factory=list)
+    garbage_bytes: int = 0
+    reachable: int = 0
+
+
+def revisions_to_keep(reader: RepositoryReader, keep_revisions: int,
+                      keep_since: dt.datetime | None) -> tuple[set[ContentHash], list[int]]:
+    """Root catalogs along ``previous_revision`` from the current one that are kept."""
+    kept: set[ContentHash] = set()
+    numbers: list[int] = []
+    since = int(keep_since.timestamp()) if keep_since else None
+    current: ContentHash | None = reader.manifest.root_catalog
+    position = 0
+    while current is not None and current.digest != bytes(20):
+        try:
+            catalog = reader.catalog(current)
+        except FormatError:
+            break  # already collected
+        if position < max(keep_revisions, 1) or (since is not None and
+                                                  catalog.last_modified >= since):
+            kept.add(current)
+            numbers.append(catalog.revision)
+        elif since is None or catalog.last_modified < since:
+            break
+        position += 1
+        current = catalog.previous_revision
+    return kept, numbers
+
+
+def mark(reader: RepositoryReader, roots: set[ContentHash]) -> set[str]:
+    """Every object key reachable from the given root catalogs."""
+    keys: set[str] = set()
+    pending = list(roots)
+    seen: set[ContentHash] = set()
+    while pending:
+        content_hash = pending.pop()
+        if content_hash in seen:
+            continue
+        seen.add(content_hash)
+        keys.add(content_hash.object_key(Suffix.CATALOG))
+        catalog = reader.catalog(content_hash)
+        keys.update(_catalog_objects(catalog))
+        pending.extend(ref.content_hash for ref in catalog.nested())
+    return keys
+
+
+def _catalog_objects(catalog: Catalog) -> set[str]:
+    keys = set()
+    for digest, flags in catalog.conn.execute(
+            "SELECT hash, flags FROM catalog WHERE hash IS NOT NULL"):
+        algorithm = Algorithm(((flags >> HASH_SHIFT) & 7) + 1)
+        keys.add(ContentHash(bytes(digest), algorithm).object_key(Suffix.NONE))
+    for digest, flags in catalog.conn.execute(
+            "SELECT c.hash, k.flags FROM chunks c JOIN catalog k "
+            "ON c.md5path_1 = k.md5path_1 AND c.md5path_2 = k.md5path_2"):
+        algorithm = Algorithm(((flags >> HASH_SHIFT) & 7) + 1)
+        keys.add(ContentHash(bytes(digest), algorithm).object_key(Suffix.PARTIAL))
+    return keys
+
+
+def sweep_candidates(storage: Storage, reachable: set[str]) -> list[tuple[str, int]]:
+    """(key, size) of every object nobody reaches; size -1 where the storage cannot tell."""
+    garbage = []
+    for key, size in storage.list_with_sizes("data/"):
+        if key.startswith("data/txn/"):
+            continue
+        try:
+            parse_object_key(key)
+        except FormatError:
+            log.warning("gc: leaving %s alone: not an object name", key)
+            continue
+        if key not in reachable:
+            garbage.append((key, size))
+    return garbage
+
+
+def delete(storage: Storage, keys: list[str], progress: Callable[[int], None] | None) -> int:
+    done = 0
+    for key in keys:
+        try:
+            storage.delete(key)
+        except StorageError as exc:
+            log.warning("gc: could not delete %s: %s", key, exc)
+            continue
+        done += 1
+        if progress is not None:
+            progress(done)
+    return done
