@@ -7,9 +7,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import BUCKET, FQRN, sample_files, write_tree
 
 from cvmfs_publisher.storage.s3 import S3Settings, S3Storage
+
+from .s3kit import BUCKET, FQRN, sample_files, write_tree
 
 
 @pytest.fixture(autouse=True)

@@ -11,12 +11,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from conftest import BUCKET, FQRN, published_files, sample_files, write_tree
 
 from cvmfs_publisher.engine.entries import Entry
 from cvmfs_publisher.engine.sources import open_source
 from cvmfs_publisher.errors import StorageError
 from cvmfs_publisher.storage.s3 import S3Storage
+
+from .s3kit import BUCKET, FQRN, published_files, sample_files, write_tree
 
 
 class StopBeforeManifest(S3Storage):

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FQRN, published_files, sample_files, write_tree
 
 from cvmfs_publisher.errors import RepositoryBusy, StorageError
 from cvmfs_publisher.storage.base import MANIFEST
@@ -25,6 +24,8 @@ from cvmfs_publisher.storage.s3 import (
     S3Storage,
     probe_conditional_writes,
 )
+
+from .s3kit import FQRN, published_files, sample_files, write_tree
 
 WORKER = Path(__file__).with_name("s3_worker.py")
 

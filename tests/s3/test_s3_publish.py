@@ -9,14 +9,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import (
-    ACCESS_KEY,
-    BUCKET,
-    FQRN,
-    SECRET_KEY,
-    published_files,
-    sample_files,
-)
 
 from cvmfs_publisher.cvmfs.hashes import Algorithm, ContentHash, Suffix
 from cvmfs_publisher.engine.options import EngineOptions
@@ -25,6 +17,15 @@ from cvmfs_publisher.errors import ConfigError, StorageError, TagError
 from cvmfs_publisher.storage.base import MANIFEST
 from cvmfs_publisher.storage.http import HttpStorage
 from cvmfs_publisher.storage.s3 import S3Settings, S3Storage
+
+from .s3kit import (
+    ACCESS_KEY,
+    BUCKET,
+    FQRN,
+    SECRET_KEY,
+    published_files,
+    sample_files,
+)
 
 MiB = 1 << 20
 
