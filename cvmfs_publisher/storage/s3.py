@@ -495,10 +495,17 @@ class S3Storage(Storage):
 
     def delete(self, key: str) -> None:
         self._writable()
+        if self._lease is not None:
+            self._lease.check()  # a sweep must stop once another publisher may be uploading
         self._call("DELETE", key, self.client.delete_object, Key=self.object_key(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Repository keys below ``prefix``, paginated; the lease is internal, not listed."""
+        for key, _size in self.list_with_sizes(prefix):
+            yield key
+
+    def list_with_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """Keys and sizes from the listing itself (garbage collection needs no HEADs)."""
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.bucket, Prefix=self.base + prefix)
         iterator = iter(pages)
@@ -509,7 +516,7 @@ class S3Storage(Storage):
             for item in page.get("Contents", []):
                 key = item["Key"][len(self.base):]
                 if key != LEASE and _valid_key(key):
-                    yield key
+                    yield key, int(item.get("Size", -1))
 
     def flush(self) -> None:
         """Nothing to do: S3 answers a PUT only once the object is durable."""

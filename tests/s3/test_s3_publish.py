@@ -295,3 +295,17 @@ def test_throttling_is_retried_by_botocore(s3_settings):
     assert str(info.value) == (
         f"S3 endpoint {s3_settings.endpoint} (bucket {BUCKET}) failed PUT {key} after 2 "
         "attempt(s): SlowDown (HTTP 503) Please reduce your request rate.")
+
+
+def test_garbage_collection_over_s3(s3_repo, s3_storage, publish):
+    publish(s3_repo, "/sw/a", {"old.txt": b"old content\n"})
+    before = dict(s3_storage.list_with_sizes("data/"))
+    assert before and all(size > 0 for size in before.values())
+    publish(s3_repo, "/sw/a", {"new.txt": b"new content\n"})
+    plan = s3_repo.gc(keep_revisions=1)
+    assert plan.garbage
+    after = set(s3_storage.list("data/"))
+    assert not set(plan.garbage) & after
+    assert published_files(s3_repo, "/sw/a") == {"new.txt": b"new content\n"}
+    report = s3_repo.verify()
+    assert report.ok, report.problems
