@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 TAR_BUFSIZE = 1 << 20
-XATTR_PREFIX = "SCHILY.xattr."
-MAX_XATTR_VALUE = 255  # what a CVMFS catalog row can hold
 
 Store = Callable[[BinaryIO, int], PendingFile]
 
@@ -70,21 +68,6 @@ class Change:
     whiteout: bool = False
     opaque: bool = False
     member: str = ""
-
-
-def _xattrs(member: tarfile.TarInfo, where: str) -> dict[str, bytes]:
-    result: dict[str, bytes] = {}
-    for key, value in member.pax_headers.items():
-        if not key.startswith(XATTR_PREFIX):
-            continue
-        name = key[len(XATTR_PREFIX):]
-        data = value.encode("utf-8", "surrogateescape")
-        if len(data) > MAX_XATTR_VALUE or len(name.encode()) > 255:
-            log.warning("%s: %s: dropping xattr %s, too large for a catalog", where,
-                        member.name, name)
-            continue
-        result[name] = data
-    return result
 
 
 class ForwardReader(io.RawIOBase):
@@ -176,7 +159,6 @@ def _change(archive: tarfile.TarFile, member: tarfile.TarInfo, store: Store, whe
         raise UnsafeLayer(str(exc)) from None
     if entry is None:
         return None
-    entry.xattrs = _xattrs(member, where)
     if entry.kind is Kind.FILE:
         assert entry.content is not None
         with entry.content.open() as handle:

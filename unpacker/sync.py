@@ -399,7 +399,7 @@ class BatchContext:
 
     def apply(self, staged: Staged) -> None:
         """Stage one image's operations; on an engine error, drop the partial ones."""
-        mark = len(self.txn.ops)
+        mark = self.txn.checkpoint()
         try:
             for op, path, entries in staged.ops:
                 if op == "replace":
@@ -408,7 +408,7 @@ class BatchContext:
                 else:
                     self.txn.remove(path)
         except PublisherError:
-            del self.txn.ops[mark:]  # see the report: the engine has no savepoint yet
+            self.txn.discard(mark)
             raise
         for _op, path, _entries in staged.ops:
             self.created.add(path[len(self.layout.abs("")):].lstrip("/"))

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from .. import __version__
 from ..errors import PublisherError, VerificationFailed
-from . import browse, history, publish, repo, serve, verify
+from . import browse, history, publish, repo, serve, unpack, verify
 from .common import State
 from .output import stderr
 
@@ -34,7 +34,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     ctx.obj = State(config_path, verbose)
 
 
-for module in (repo, publish, browse, history, verify, serve):
+for module in (repo, publish, browse, history, verify, serve, unpack):
     for command in module.COMMANDS:
         cli.add_command(command)
 

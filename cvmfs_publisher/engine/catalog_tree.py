@@ -140,10 +140,12 @@ class CatalogTree:
 
     # -- removing ---------------------------------------------------------------------------
 
-    def remove(self, path: str, *, retime: bool = True) -> bool:
+    def remove(self, path: str, *, retime: bool = True, merge: bool = True) -> bool:
         """Delete ``path`` and everything below it, nested catalogs included.
 
         ``retime=False`` when the path is about to be replaced: its parent keeps its mtime.
+        Removing a catalog's ``.cvmfscatalog`` folds the catalog into its parent, as
+        upstream does (``merge=False`` when the marker is about to be replaced).
         """
         if path == "":
             for child in self.root.catalog.listing(""):
@@ -163,6 +165,8 @@ class CatalogTree:
         else:
             self._remove_inside(wc, path)
             wc.touch(parent_path(path), retime=retime)
+            if merge and path == f"{wc.mountpoint}/{MARKER}" and wc.parent is not None:
+                self.merge(wc)
         return True
 
     def _remove_inside(self, wc: WorkingCatalog, path: str) -> None:
@@ -218,6 +222,11 @@ class CatalogTree:
         for wc, items in rows.items():
             wc.catalog.add_many(items)
             wc.dirty = True
+        directory = parent_path(path)
+        if path.endswith(f"/{MARKER}") and tree.root.kind is Kind.FILE and directory:
+            holder = self.locate(directory)
+            if holder.mountpoint != directory:  # a marker added to an existing directory
+                self.split(holder, directory, markers=False)
 
     def _place(self, path: str, node: Node, wc: WorkingCatalog, rows: dict,
                group: int = 0, members: int = 1) -> None:
@@ -306,8 +315,12 @@ class CatalogTree:
                 created.append(path)
         return created
 
-    def split(self, wc: WorkingCatalog, path: str) -> WorkingCatalog:
-        """Move the subtree below directory ``path`` of ``wc`` into a new nested catalog."""
+    def split(self, wc: WorkingCatalog, path: str, *, markers: bool = True) -> WorkingCatalog:
+        """Move the subtree below directory ``path`` of ``wc`` into a new nested catalog.
+
+        ``markers`` adds ``.cvmfscatalog`` and ``.cvmfsautocatalog`` (autocatalogs); a split
+        caused by a published marker already has its marker among the moved rows.
+        """
         entry = wc.catalog.lookup(path)
         assert entry is not None and entry.is_directory and not entry.is_mountpoint
         child = self._create_catalog(path, entry, wc)
@@ -323,6 +336,8 @@ class CatalogTree:
                     wc.delta, child.delta = wc.delta - total, child.delta + total
         wc.catalog.replace_entry(path, entry.evolve(
             flags=int(Flag.DIR | Flag.NESTED_MOUNTPOINT)))
+        if not markers:
+            return child
         if self.empty_file is None:
             raise AssertionError("autocatalogs need the empty object stored first")
         for marker in (MARKER, AUTO_MARKER):
@@ -331,6 +346,35 @@ class CatalogTree:
                 file_flags(algorithm=self.algorithm), entry.uid, entry.gid,
                 content_hash=self.empty_file))
         return child
+
+    def merge(self, child: WorkingCatalog) -> None:
+        """Fold a nested catalog back into its parent: the inverse of ``split``."""
+        parent = child.parent
+        assert parent is not None
+        path = child.mountpoint
+        root = child.catalog.lookup(path)
+        assert root is not None
+        child.catalog.remove_tree(f"{path}/{AUTO_MARKER}")
+        offset = parent.catalog.max_hardlink_group()
+        if offset:  # group ids are unique per catalog: keep the child's apart
+            child.catalog.conn.execute(
+                "UPDATE catalog SET hardlinks = hardlinks + (? << 32) WHERE hardlinks >> 32 > 0",
+                (offset,))
+        child.catalog.move_below(path, parent.catalog)
+        parent.catalog.replace_entry(path, root.evolve(flags=int(Flag.DIR)))
+        parent.catalog.drop_nested(path)
+        if child.counted_in_parent:
+            parent.delta = parent.delta - child.old_counters.total()
+        for ref in child.catalog.nested():
+            grand = self.loaded.get(ref.path) or self._load(ref.path, ref.content_hash, child)
+            parent.catalog.set_nested(ref)
+            grand.parent = parent
+            if grand.counted_in_parent:
+                parent.delta = parent.delta + grand.old_counters.total()
+        del self.loaded[path]
+        with contextlib.suppress(Exception):
+            child.catalog.conn.close()
+        parent.touch(path, retime=False)
 
     # -- writing ----------------------------------------------------------------------------
 

@@ -160,11 +160,30 @@ def tarball_entries(path: Path) -> Iterator[Entry]:
         handle.close()
 
 
+XATTR_PREFIX = "SCHILY.xattr."
+
+
+def member_xattrs(member: tarfile.TarInfo, where: str) -> dict[str, bytes]:
+    """PAX ``SCHILY.xattr.*`` records; what the catalog format cannot hold is dropped loudly."""
+    result = {}
+    for key, value in member.pax_headers.items():
+        if not key.startswith(XATTR_PREFIX):
+            continue
+        name = key[len(XATTR_PREFIX):]
+        data = value.encode("utf-8", "surrogateescape")
+        if not 0 < len(name.encode()) <= 255 or len(data) > 255:
+            log.warning("%s: dropping extended attribute %s (CVMFS keeps at most 255 bytes)",
+                        where, name)
+            continue
+        result[name] = data
+    return result
+
+
 def member_entry(archive: tarfile.TarFile, member: tarfile.TarInfo, where: str) -> Entry | None:
     """One tar member as an entry; shared with the unpacker's layer reader."""
     rel = clean_member_path(member.name, f"{where}: member")
     common = {"mode": member.mode & 0o7777, "uid": member.uid, "gid": member.gid,
-              "mtime": int(member.mtime)}
+              "mtime": int(member.mtime), "xattrs": member_xattrs(member, f"{where}: {rel}")}
     if member.isreg():
         def opener(m: tarfile.TarInfo = member) -> BinaryIO:
             handle = archive.extractfile(m)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..cvmfs.catalog import Catalog
-from ..cvmfs.compression import check_and_decode
+from ..cvmfs.compression import Compression, check_and_decode
 from ..cvmfs.hashes import ContentHash, Suffix, parent_path, parse_object_key
 from ..cvmfs.history import RESERVED, History, Tag, check_tag_name
 from ..cvmfs.keys import KeySet
@@ -133,13 +133,23 @@ class Transaction:
         with entry.content.open() as stream:
             return self.store(stream, entry.size)
 
-    def store(self, stream: BinaryIO, size_hint: int) -> PendingFile:
+    def store(self, stream: BinaryIO, size_hint: int,
+              compression: Compression = Compression.ZLIB) -> PendingFile:
         """Consume one file's bytes now; objects are written in the background.
 
         For producers that must read content before the final tree is known (see
         ``Entry.stored``). Objects of content that ends up unused are harmless orphans.
+        ``Compression.NONE`` stores the bytes as they are (valid CVMFS, faster, larger).
         """
-        return self.pipeline.add_file(stream, size_hint)
+        return self.pipeline.add_file(stream, size_hint, compression)
+
+    def checkpoint(self) -> int:
+        """A mark to ``discard`` back to, e.g. when one image of a batch fails."""
+        return len(self.ops)
+
+    def discard(self, mark: int) -> None:
+        """Forget every change staged after ``mark``; their objects become orphans."""
+        del self.ops[mark:]
 
     # -- garbage collection ------------------------------------------------------------------
 
@@ -361,7 +371,7 @@ class Transaction:
         if op.path:
             tree.ensure_directory(parent_path(op.path))
         if existed or op.path == "":
-            tree.remove(op.path, retime=False)
+            tree.remove(op.path, retime=False, merge=False)
         tree.insert(op.path, op.tree, existed=existed)
 
     def _publish_head(
