@@ -64,6 +64,13 @@ def wrong_directory_linkcount(r: Resigner) -> None:
     r.commit()
 
 
+def zero_link_count(r: Resigner) -> None:
+    # Spec 0.1 #5: hardlinks is never 0 (upstream's MakeHardlinks asserts linkcount > 0).
+    r.execute("", "UPDATE catalog SET hardlinks = 0 WHERE md5path_1 = ? AND md5path_2 = ?",
+              path_key("/a/hello.txt"))
+    r.commit()
+
+
 def wrong_parent_key(r: Resigner) -> None:
     # /a/hello.txt now claims a parent that does not exist: the row dangles.
     r.execute("", "UPDATE catalog SET parent_1 = ?, parent_2 = ? "
@@ -262,6 +269,7 @@ CASES = [
     Case(bumped_counter, "catalog /nested: statistics counter mismatch: self_regular is 4, "
                          "recomputed 3"),
     Case(wrong_directory_linkcount, "catalog /: wrong linkcount for /a: 4, expected 3"),
+    Case(zero_link_count, "catalog /: /a/hello.txt: link count 0"),
     Case(wrong_parent_key, "1 row(s) not reachable from the catalog root (wrong parent key?): "
                            "'hello.txt'"),
     Case(missing_root_prefix, "catalog /nested: root prefix mismatch: expected '/nested', "
