@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from .config import Config, RepositoryConfig, cache_dir, default_keys_dir
@@ -10,12 +9,10 @@ from .cvmfs.names import check_fqrn
 from .engine import keystore
 from .engine.options import EngineOptions
 from .engine.repository import NativeRepository
-from .errors import ConfigError, RepositoryNotFound
+from .errors import ConfigError, InvalidName, RepositoryNotFound
 from .storage.base import Storage
 from .storage.http import HttpStorage
 from .storage.local import LocalStorage
-
-_URL_NAME = re.compile(r"/cvmfs/([^/]+)/?$")
 
 
 def storage_for(repo: RepositoryConfig) -> Storage:
@@ -29,8 +26,13 @@ def storage_for(repo: RepositoryConfig) -> Storage:
 
 def open_configured(repo: RepositoryConfig, public_keys: list[Path] | None = None
                     ) -> NativeRepository:
-    return NativeRepository(storage_for(repo), repo.name, keys_dir=repo.keys,
-                            public_keys=list(public_keys or []), options=repo.engine_options())
+    storage = storage_for(repo)
+    options = repo.engine_options()
+    parallelism = getattr(getattr(storage, "settings", None), "parallelism", None)
+    if options.workers is None and parallelism:
+        options.workers = parallelism  # S3 is bound by request latency, not by cores
+    return NativeRepository(storage, repo.name, keys_dir=repo.keys,
+                            public_keys=list(public_keys or []), options=options)
 
 
 def open_any(
@@ -49,8 +51,7 @@ def open_any(
         return open_configured(config.get(spec), keys)
     if spec.startswith(("http://", "https://")):
         storage: Storage = HttpStorage(spec)
-        match = _URL_NAME.search(spec)
-        fqrn = fqrn or (match.group(1) if match else None)
+        fqrn = fqrn or _name_from_url(spec)
     elif Path(spec).is_dir():
         storage = LocalStorage(Path(spec), read_only=True)
     else:
@@ -67,6 +68,15 @@ def open_any(
             public = [candidate]
     return NativeRepository(storage, fqrn, public_keys=public,
                             options=EngineOptions(cache_dir=cache_dir()))
+
+
+def _name_from_url(url: str) -> str | None:
+    """``.../cvmfs/<fqrn>`` or a bucket URL ending in the repository name."""
+    last = url.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        return check_fqrn(last)
+    except InvalidName:
+        return None
 
 
 def config_keys_dir(config: Config, fqrn: str) -> Path:

@@ -29,9 +29,18 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     Start with 'init', publish with 'publish', check with 'verify', serve with 'serve'.
     """
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr,
-                        force=True)
+    handler = CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     ctx.obj = State(config_path, verbose)
+
+
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record arrives, not at setup time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 for module in (repo, publish, browse, history, verify, serve, unpack):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import click
@@ -14,6 +15,8 @@ from ..errors import ConfigError, RepositoryExists
 from ..repositories import open_configured
 from .common import State, json_option, pass_state
 from .output import emit_json, stdout
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -29,11 +32,14 @@ from .output import emit_json, stdout
               "[default: 30].")
 @click.option("--endpoint", metavar="URL", help="S3 endpoint URL (for s3:// storage).")
 @click.option("--region", metavar="REGION", help="S3 region (for s3:// storage).")
+@click.option("--s3", "s3_options", multiple=True, metavar="KEY=VALUE",
+              help="Any other S3 setting of docs/s3.md (profile, credentials_file, acl, "
+                   "public_url, ...); never secrets: those come from the environment or files.")
 @json_option
 @pass_state
 def init(state: State, name: str, storage: str, keys_dir: Path | None, owner: str | None,
          compression_level: int | None, whitelist_days: int | None, endpoint: str | None,
-         region: str | None, as_json: bool) -> None:
+         region: str | None, s3_options: tuple[str, ...], as_json: bool) -> None:
     """Create repository NAME: keys, whitelist and an empty signed revision 0."""
     check_fqrn(name)
     config = state.config
@@ -41,8 +47,9 @@ def init(state: State, name: str, storage: str, keys_dir: Path | None, owner: st
                       compression_level), ("whitelist_days", whitelist_days)) if v is not None}
     if storage.startswith("s3://"):
         settings["s3"] = {k: v for k, v in (("endpoint", endpoint), ("region", region)) if v}
-    elif endpoint or region:
-        raise ConfigError("--endpoint and --region only apply to s3:// storage")
+        settings["s3"].update(_key_values(s3_options))
+    elif endpoint or region or s3_options:
+        raise ConfigError("--endpoint, --region and --s3 only apply to s3:// storage")
     else:
         storage = str(Path(storage).expanduser().resolve())
     keys = (keys_dir or default_keys_dir()).expanduser().resolve()
@@ -54,6 +61,7 @@ def init(state: State, name: str, storage: str, keys_dir: Path | None, owner: st
     config.add(entry)
     config.save()
     repository = open_configured(entry)
+    _check_s3_locking(repository)
     manifest = repository.create()
     pub = keystore.key_paths(keys, name)["pub"]
     info = {"repository": name, "location": repository.storage.location,
@@ -66,6 +74,29 @@ def init(state: State, name: str, storage: str, keys_dir: Path | None, owner: st
     stdout.print(f"keys in {keys}; clients need {pub}")
     stdout.print("next: cvmfs-publisher publish DIR --repo "
                  f"{name} --path /sw/pkg/1.0")
+
+
+def _key_values(items: tuple[str, ...]) -> dict[str, str]:
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--s3 {item!r} is not KEY=VALUE")
+        if "secret" in key.lower() or "access_key" in key.lower():
+            raise ConfigError("S3 credentials never go on the command line: use the "
+                              "environment, an AWS profile or credentials_file")
+        result[key] = value
+    return result
+
+
+def _check_s3_locking(repository) -> None:  # type: ignore[no-untyped-def]
+    """Publish leases need conditional writes; say so at once on servers that ignore them."""
+    from ..storage.s3 import S3Storage, probe_conditional_writes
+
+    if isinstance(repository.storage, S3Storage):
+        support = probe_conditional_writes(repository.storage)
+        if not support.ok:
+            log.warning("%s; see docs/s3.md", support.describe())
 
 
 @click.command()
