@@ -14,6 +14,9 @@ repositories:
     ttl: 240
     auto_tag: true
     chunking: true
+    release_catalogs: ["/sw/*/*"]     # nested catalog per release when there is no .cvmfsdirtab
+    autocatalog_max: 100000           # split catalogs above this many entries (0: never)
+    autocatalog_min: 1000
     workers: 4
     whitelist_days: 30
     s3: {endpoint: http://127.0.0.1:8333, region: us-east-1}   # for s3:// storage
@@ -38,9 +41,10 @@ from .errors import ConfigError, InvalidName
 
 CONFIG_ENV = "CVMFS_PUBLISHER_CONFIG"
 ENV_PREFIX = "CVMFS_PUBLISHER_"
-INT_SETTINGS = ("compression_level", "ttl", "workers", "whitelist_days")
+INT_SETTINGS = ("compression_level", "ttl", "workers", "whitelist_days", "autocatalog_max",
+                "autocatalog_min")
 BOOL_SETTINGS = ("auto_tag", "chunking")
-KNOWN = {"storage", "keys", "owner", "s3", *INT_SETTINGS, *BOOL_SETTINGS}
+KNOWN = {"storage", "keys", "owner", "s3", "release_catalogs", *INT_SETTINGS, *BOOL_SETTINGS}
 
 
 def config_home() -> Path:
@@ -86,14 +90,22 @@ class RepositoryConfig:
 
     def engine_options(self) -> EngineOptions:
         options = EngineOptions(cache_dir=cache_dir())
-        for key in ("compression_level", "ttl", "workers", "whitelist_days", "auto_tag"):
+        for key in ("compression_level", "ttl", "workers", "whitelist_days", "auto_tag",
+                    "autocatalog_max", "autocatalog_min"):
             value = self.setting(key)
             if value is not None:
                 setattr(options, key, value)
+        if options.autocatalog_max == 0:
+            options.autocatalog_max = None
         if self.setting("chunking") is False:
             options.chunking = None
         elif options.chunking is None:
             options.chunking = ChunkPolicy()
+        patterns = self.setting("release_catalogs")
+        if patterns is not None:
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise ConfigError(f"{self.name}: release_catalogs must be a list of patterns")
+            options.release_catalogs = patterns
         owner = self.setting("owner")
         if owner is not None:
             options.owner = Owner.parse(str(owner))
