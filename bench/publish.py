@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cvmfs_publisher.engine.chunking import ChunkPolicy  # noqa: E402
-from cvmfs_publisher.engine.options import EngineOptions  # noqa: E402
-from cvmfs_publisher.engine.repository import NativeRepository  # noqa: E402
-from cvmfs_publisher.engine.sources import open_source  # noqa: E402
-from cvmfs_publisher.storage.local import LocalStorage  # noqa: E402
+from cvmfs_publisher.engine.chunking import ChunkPolicy
+from cvmfs_publisher.engine.options import EngineOptions
+from cvmfs_publisher.engine.repository import NativeRepository
+from cvmfs_publisher.engine.sources import open_source
+from cvmfs_publisher.storage.local import LocalStorage
 
 SOURCES = ("/usr/lib", "/usr/bin", "/usr/libexec", "/usr/share")
 PIECE = 1 << 20

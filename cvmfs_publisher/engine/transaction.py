@@ -37,6 +37,7 @@ from ..errors import (
 from ..storage.base import MANIFEST, REFLOG, Storage
 from .catalog_tree import MARKER, CatalogTree
 from .content_index import ContentIndex
+from .diff import diff
 from .dirtab import DIRTAB, Dirtab
 from .entries import Entry, Kind, PathContent
 from .gc import GENERIC_PREFIXES, GcPlan, mark, revisions_to_keep, sweep_candidates
@@ -219,7 +220,8 @@ class Transaction:
     def rollback(self, target: str) -> Tag:
         """Publish a new revision whose content equals ``target`` (a tag or revision)."""
         found = self.resolve(target)
-        if found.root_hash == self.head.manifest.root_catalog:
+        current = self.head.manifest.root_catalog
+        if next(diff(self.reader, found.root_hash, current), None) is None:
             raise TagError(f"{target} is already the current content")
         self.rollback_to = found
         return found
