@@ -123,6 +123,8 @@ def main() -> None:
                         "cvmfs-publisher-bench-unpack")
     parser.add_argument("--mirror", default=MIRROR)
     parser.add_argument("--compare", action="store_true", help="compare trees with umoci's")
+    parser.add_argument("--levels", default="6,1", help="zlib levels to run ours with, "
+                        "comma-separated (each in a fresh repository)")
     args = parser.parse_args()
     for tool in ("debootstrap", "umoci", "skopeo", "docker-registry"):
         if shutil.which(tool) is None:
@@ -136,19 +138,10 @@ def main() -> None:
         sh("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:bench",
            f"docker://{ref}")
         run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
-        repo = NativeRepository(LocalStorage(run_dir / "storage"), "bench.example.org",
-                                keys_dir=run_dir / "keys",
-                                options=EngineOptions(cache_dir=run_dir / "cache"))
-        repo.create()
-        report = None
-
-        def ours() -> None:
-            nonlocal report
-            report = run_unpack(repo, None, [ref])
-
-        t_ours = timed(ours)
-        assert report is not None and report.ok, [o.detail for o in report.failed]
-        t_resync = timed(lambda: run_unpack(repo, None, [ref]))
+        ours_by_level = {}
+        for level in [int(x) for x in args.levels.split(",")]:
+            repo, t_ours, t_resync = run_ours(run_dir / f"level{level}", ref, level)
+            ours_by_level[level] = (t_ours, t_resync)
         t_umoci = timed(lambda: sh("umoci", "unpack", "--image", f"{layout}:bench",
                                    run_dir / "umoci"))
         pulled = run_dir / "pulled"
@@ -163,18 +156,37 @@ def main() -> None:
         print(f"image: Debian bookworm minbase + Python stdlib, 3 layers, {image_stats(layout)},"
               f" {files} entries in the rootfs")
         print(f"machine: {os.cpu_count()} cores; engine workers default; registry on loopback")
-        print(f"ours (download+verify+flatten+publish): {t_ours:7.2f} s")
-        print(f"umoci unpack (local layout, no download): {t_umoci:7.2f} s   "
-              f"ratio ours/umoci = {t_ours / t_umoci:.2f} (goal <= 0.5)")
-        print(f"skopeo copy + umoci unpack:             {t_pull_umoci:7.2f} s   "
-              f"ratio = {t_ours / t_pull_umoci:.2f}")
-        print(f"re-sync of the unchanged image:         {t_resync:7.2f} s   (goal < 1 s)")
+        print(f"umoci unpack (local layout, no download): {t_umoci:7.2f} s")
+        print(f"skopeo copy + umoci unpack:               {t_pull_umoci:7.2f} s")
+        for level, (t_ours, t_resync) in ours_by_level.items():
+            print(f"ours, zlib level {level} (download+verify+flatten+publish): {t_ours:7.2f} s"
+                  f"   ours/umoci = {t_ours / t_umoci:.2f} (goal <= 0.5), ours/(skopeo+umoci)"
+                  f" = {t_ours / t_pull_umoci:.2f}; re-sync unchanged: {t_resync:.2f} s "
+                  "(goal < 1 s)")
         if args.compare:
             compare(repo, ref, run_dir / "umoci/rootfs")
         shutil.rmtree(run_dir, ignore_errors=True)
     finally:
         proc.terminate()
         proc.wait()
+
+
+def run_ours(run_dir: Path, ref: str, level: int) -> tuple[NativeRepository, float, float]:
+    repo = NativeRepository(LocalStorage(run_dir / "storage"), "bench.example.org",
+                            keys_dir=run_dir / "keys",
+                            options=EngineOptions(cache_dir=run_dir / "cache",
+                                                  compression_level=level))
+    repo.create()
+    report = None
+
+    def ours() -> None:
+        nonlocal report
+        report = run_unpack(repo, None, [ref])
+
+    t_ours = timed(ours)
+    assert report is not None and report.ok, [o.detail for o in report.failed]
+    t_resync = timed(lambda: run_unpack(repo, None, [ref]))
+    return repo, t_ours, t_resync
 
 
 def compare(repo: NativeRepository, ref: str, rootfs: Path) -> None:
