@@ -1,4 +1,4 @@
-"""The ``unpack`` and ``unpack-gc`` commands end to end: a wishlist in, a verified repository out."""
+"""The ``unpack`` and ``unpack-gc`` commands end to end: wishlist in, verified repository out."""
 
 from __future__ import annotations
 
