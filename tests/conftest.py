@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import subprocess
@@ -11,20 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fixturedata import FIXTURE_NAME, find_fixture
 
 from cvmfs_publisher.cli import main
-
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "ref.local.repo"
-FIXTURE_NAME = "ref.local.repo"
-# A moment inside the fixture whitelist's validity (signed 2026-11-24, expires 2026-12-24).
-FIXTURE_VALID_AT = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
-
-
-def _find_fixture() -> Path:
-    for candidate in (FIXTURE, Path("/work/shared/fixtures/ref.local.repo")):
-        if (candidate / "storage" / ".cvmfspublished").exists():
-            return candidate
-    raise RuntimeError("the upstream fixture shared/fixtures/ref.local.repo is missing")
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +32,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def fixture_copy(tmp_path: Path) -> Path:
     """A writable copy of the upstream reference repository (storage/ and keys/)."""
     target = tmp_path / "fixture"
-    shutil.copytree(_find_fixture(), target)
+    shutil.copytree(find_fixture(), target)
     for path in target.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     (target / "keys" / f"{FIXTURE_NAME}.key").chmod(0o600)
@@ -54,7 +42,7 @@ def fixture_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
-    return _find_fixture()
+    return find_fixture()
 
 
 @dataclass

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_VALID_AT
+from fixturedata import FIXTURE_VALID_AT
 from tamper import FQRN, key_file, open_repository
 
 from cvmfs_publisher.cli import main

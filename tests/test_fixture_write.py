@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_VALID_AT
+from fixturedata import FIXTURE_VALID_AT
 from tamper import FQRN, key_file
 
 from cvmfs_publisher.config import Config, RepositoryConfig, default_config_path

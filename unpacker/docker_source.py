@@ -12,17 +12,17 @@ Nothing is extracted to disk.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import posixpath
 import tarfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from docker.errors import DockerException
 
+from cvmfs_publisher.engine.entries import BlockStream
 from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.errors import PublisherError, SourceError
 
@@ -50,27 +50,6 @@ SMALL_NAMES = (".json", "/json", "VERSION", "repositories", "oci-layout")
 MAX_SMALL = 16 << 20
 
 
-class ChunkStream(io.RawIOBase):
-    """A file object over an iterator of byte chunks (what ``image.save()`` yields)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        super().__init__()
-        self.chunks: Iterator[bytes] = iter(chunks)
-        self.pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        while not self.pending:
-            self.pending = next(self.chunks, b"")
-            if not self.pending:
-                return 0
-        n = min(len(buffer), len(self.pending))
-        buffer[:n], self.pending = self.pending[:n], self.pending[n:]
-        return n
-
-
 @dataclass
 class _Layer:
     changes: list[Change]
@@ -93,7 +72,7 @@ def read_docker_archive(chunks: Iterable[bytes], store: Store, where: str
     small: dict[str, bytes] = {}
     links: dict[str, str] = {}
     try:
-        archive = tarfile.open(fileobj=ForwardReader(ChunkStream(chunks)),  # noqa: SIM115
+        archive = tarfile.open(fileobj=ForwardReader(BlockStream(chunks)),  # noqa: SIM115
                                mode="r:")
     except tarfile.TarError as exc:
         raise SourceError(f"{where}: the saved image is not a tar archive ({exc})") from None

@@ -50,30 +50,14 @@ def check_tag_name(name: str) -> None:
         raise TagError(f"invalid tag name {name!r}: use 1-255 printable characters, no spaces")
 
 
-class History:
-    def __init__(self, file: Path, writable: bool) -> None:
-        self.file = file
-        self.conn = sqlitedb.connect(file, writable=writable)
-        self.properties = sqlitedb.get_properties(self.conn)
-        if self.properties.get("schema") != SCHEMA:
-            raise FormatError(f"history schema {self.properties.get('schema')!r} is not {SCHEMA}")
+class History(sqlitedb.VersionedDatabase):
+    KIND, SCHEMA, SCHEMA_REVISION, DDL = "history", SCHEMA, SCHEMA_REVISION, DDL
 
     @classmethod
     def create(cls, file: Path, fqrn: str, algorithm: Algorithm = Algorithm.SHA1) -> History:
-        conn = sqlitedb.connect(file, writable=True, create=True)
-        conn.execute("BEGIN")
-        for statement in DDL:
-            conn.execute(statement)
-        sqlitedb.set_property(conn, "schema", SCHEMA)
-        sqlitedb.set_property(conn, "schema_revision", SCHEMA_REVISION)
-        sqlitedb.set_property(conn, "fqrn", fqrn)
-        sqlitedb.set_property(conn, "previous_revision", str(ContentHash.zero(algorithm)))
-        sqlitedb.finalize(conn)
+        cls.create_file(file, {"fqrn": fqrn,
+                               "previous_revision": str(ContentHash.zero(algorithm))})
         return cls(file, writable=True)
-
-    @property
-    def fqrn(self) -> str:
-        return self.properties.get("fqrn", "")
 
     def tags(self) -> list[Tag]:
         rows = self.conn.execute(
@@ -121,8 +105,6 @@ class History:
     def set_previous_revision(self, previous: ContentHash) -> None:
         sqlitedb.set_property(self.conn, "previous_revision", str(previous))
 
-    def close(self) -> None:
-        sqlitedb.finalize(self.conn)
 
 
 def _renamed(tag: Tag, name: str, description: str) -> Tag:

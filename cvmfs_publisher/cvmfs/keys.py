@@ -106,18 +106,6 @@ class KeySet:
     master_key: bytes | None = None
     signing_key: bytes | None = None
 
-    @classmethod
-    def generate(cls, fqrn: str, now: dt.datetime) -> KeySet:
-        master = generate_private_key()
-        signing = generate_private_key()
-        return cls(
-            fqrn=fqrn,
-            certificate=make_certificate(fqrn, signing, now),
-            public_master=public_pem(master.public_key()),
-            master_key=private_pem(master),
-            signing_key=private_pem(signing),
-        )
-
     def master(self) -> rsa.RSAPrivateKey:
         if self.master_key is None:
             raise KeyMaterialError(f"no master key for {self.fqrn} ({self.fqrn}.masterkey)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 from pathlib import Path
 
-from ..errors import FormatError
 from . import sqlitedb
 from .hashes import ContentHash, Suffix
 
@@ -31,29 +30,13 @@ class RefType(enum.IntEnum):
         ]
 
 
-class Reflog:
-    def __init__(self, file: Path, writable: bool) -> None:
-        self.file = file
-        self.conn = sqlitedb.connect(file, writable=writable)
-        self.properties = sqlitedb.get_properties(self.conn)
-        if self.properties.get("schema") != SCHEMA:
-            raise FormatError(f"reflog schema {self.properties.get('schema')!r} is not {SCHEMA}")
+class Reflog(sqlitedb.VersionedDatabase):
+    KIND, SCHEMA, SCHEMA_REVISION, DDL = "reflog", SCHEMA, SCHEMA_REVISION, DDL
 
     @classmethod
     def create(cls, file: Path, fqrn: str) -> Reflog:
-        conn = sqlitedb.connect(file, writable=True, create=True)
-        conn.execute("BEGIN")
-        for statement in DDL:
-            conn.execute(statement)
-        sqlitedb.set_property(conn, "schema", SCHEMA)
-        sqlitedb.set_property(conn, "schema_revision", SCHEMA_REVISION)
-        sqlitedb.set_property(conn, "fqrn", fqrn)
-        sqlitedb.finalize(conn)
+        cls.create_file(file, {"fqrn": fqrn})
         return cls(file, writable=True)
-
-    @property
-    def fqrn(self) -> str:
-        return self.properties.get("fqrn", "")
 
     def add(self, content_hash: ContentHash, ref_type: RefType, timestamp: int) -> None:
         self.conn.execute(
@@ -74,5 +57,3 @@ class Reflog:
         ).fetchone()
         return row is not None
 
-    def close(self) -> None:
-        sqlitedb.finalize(self.conn)

@@ -56,6 +56,42 @@ def table_columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str, 
     return [(row[1], row[2].upper(), row[5]) for row in conn.execute(f"PRAGMA table_info({table})")]
 
 
+class VersionedDatabase:
+    """A database file whose ``properties`` name its schema: the history, the reflog."""
+
+    KIND = ""
+    SCHEMA = ""
+    SCHEMA_REVISION = 0
+    DDL: tuple[str, ...] = ()
+
+    def __init__(self, file: Path, writable: bool) -> None:
+        self.file = file
+        self.conn = connect(file, writable=writable)
+        self.properties = get_properties(self.conn)
+        if self.properties.get("schema") != self.SCHEMA:
+            self.conn.close()
+            raise FormatError(f"{self.KIND} schema {self.properties.get('schema')!r} is not "
+                              f"{self.SCHEMA}")
+
+    @classmethod
+    def create_file(cls, file: Path, properties: dict[str, object]) -> None:
+        conn = connect(file, writable=True, create=True)
+        conn.execute("BEGIN")
+        for statement in cls.DDL:
+            conn.execute(statement)
+        base = {"schema": cls.SCHEMA, "schema_revision": cls.SCHEMA_REVISION}
+        for key, value in {**base, **properties}.items():
+            set_property(conn, key, value)
+        finalize(conn)
+
+    @property
+    def fqrn(self) -> str:
+        return self.properties.get("fqrn", "")
+
+    def close(self) -> None:
+        finalize(self.conn)
+
+
 def finalize(conn: sqlite3.Connection) -> None:
     """Commit and close so the file on disk is complete and journal-free."""
     if conn.in_transaction:

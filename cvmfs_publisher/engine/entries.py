@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -48,6 +48,27 @@ class BytesContent:
 
     def open(self) -> BinaryIO:
         return io.BytesIO(self.data)
+
+
+class BlockStream(io.RawIOBase):
+    """A read-only file object over an iterator of byte blocks (chunks, downloads)."""
+
+    def __init__(self, blocks: Iterable[bytes]) -> None:
+        super().__init__()
+        self.blocks: Iterator[bytes] = iter(blocks)
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        while not self.pending:
+            self.pending = next(self.blocks, b"")
+            if not self.pending:
+                return 0
+        n = min(len(buffer), len(self.pending))
+        buffer[:n], self.pending = self.pending[:n], self.pending[n:]
+        return n
 
 
 @dataclass(frozen=True, slots=True)

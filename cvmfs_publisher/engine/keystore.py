@@ -10,7 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..cvmfs import keys as k
 from ..errors import KeyMaterialError
@@ -55,25 +58,22 @@ def ensure_keyset(directory: Path, fqrn: str, now: dt.datetime) -> k.KeySet:
     """
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths = key_paths(directory, fqrn)
-    master = _read(paths["masterkey"], False)
-    if master is None:
-        if paths["pub"].exists():
-            raise KeyMaterialError(f"{paths['pub']} exists without {paths['masterkey']}")
-        master = k.private_pem(k.generate_private_key())
-        _write(paths["masterkey"], master, PRIVATE_MODE)
-    if not paths["pub"].exists():
-        public = k.load_private_key(master, paths["masterkey"].name).public_key()
-        _write(paths["pub"], k.public_pem(public), PUBLIC_MODE)
-    signing = _read(paths["key"], False)
-    if signing is None:
-        if paths["crt"].exists():
-            raise KeyMaterialError(f"{paths['crt']} exists without {paths['key']}")
-        signing = k.private_pem(k.generate_private_key())
-        _write(paths["key"], signing, PRIVATE_MODE)
-    if not paths["crt"].exists():
-        signer = k.load_private_key(signing, paths["key"].name)
-        _write(paths["crt"], k.make_certificate(fqrn, signer, now), PUBLIC_MODE)
+    _ensure_pair(paths["masterkey"], paths["pub"], lambda key: k.public_pem(key.public_key()))
+    _ensure_pair(paths["key"], paths["crt"], lambda key: k.make_certificate(fqrn, key, now))
     return load_keyset(directory, fqrn)
+
+
+def _ensure_pair(private_path: Path, public_path: Path,
+                 derive: Callable[[rsa.RSAPrivateKey], bytes]) -> None:
+    """A private key and what is derived from it (public key or certificate)."""
+    private = _read(private_path, False)
+    if private is None:
+        if public_path.exists():
+            raise KeyMaterialError(f"{public_path} exists without {private_path}")
+        private = k.private_pem(k.generate_private_key())
+        _write(private_path, private, PRIVATE_MODE)
+    if not public_path.exists():
+        _write(public_path, derive(k.load_private_key(private, private_path.name)), PUBLIC_MODE)
 
 
 def load_keyset(directory: Path, fqrn: str, *, need_signing: bool = True,

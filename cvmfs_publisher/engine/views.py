@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterator
 
 from ..cvmfs.catalog import DirEntry, decode_xattrs
-from .entries import Entry, Kind
+from .entries import BlockStream, Entry, Kind
 from .reader import RepositoryReader
 
 _SPECIAL = {stat.S_IFIFO: Kind.FIFO, stat.S_IFCHR: Kind.CHAR, stat.S_IFBLK: Kind.BLOCK}
@@ -87,24 +87,4 @@ class _LazyContent:
         self.reader, self.path = reader, path
 
     def open(self) -> io.BufferedIOBase:
-        return _ChainReader(self.reader.read(self.path))
-
-
-class _ChainReader(io.RawIOBase):
-    """A file object over an iterator of blocks, so chunked files stream chunk by chunk."""
-
-    def __init__(self, blocks: Iterator[bytes]) -> None:
-        self.blocks, self.pending = blocks, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        while not self.pending:
-            self.pending = next(self.blocks, b"")
-            if not self.pending:
-                return 0
-        n = min(len(buffer), len(self.pending))
-        buffer[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
+        return BlockStream(self.reader.read(self.path))
