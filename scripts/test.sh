@@ -20,9 +20,9 @@ step "lint (ruff)"
 .venv/bin/ruff check .
 
 step "tests"
-rm -rf .pytest_tmp
+rm -rf pytest-tmp
 set +e
-.venv/bin/python -m pytest --basetemp=.pytest_tmp -p no:cacheprovider "$@"
+.venv/bin/python -m pytest --basetemp=pytest-tmp -p no:cacheprovider "$@"
 code=$?
 set -e
 if [ "$code" = 5 ]; then
