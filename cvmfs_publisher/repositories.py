@@ -9,7 +9,7 @@ from .cvmfs.names import check_fqrn
 from .engine import keystore
 from .engine.options import EngineOptions
 from .engine.repository import NativeRepository
-from .errors import ConfigError, InvalidName, RepositoryNotFound
+from .errors import InvalidName, RepositoryNotFound
 from .storage.base import Storage
 from .storage.http import HttpStorage
 from .storage.local import LocalStorage
@@ -83,8 +83,3 @@ def config_keys_dir(config: Config, fqrn: str) -> Path:
     repo = config.repositories.get(fqrn)
     return repo.keys if repo else default_keys_dir()
 
-
-def require_writable(repo: NativeRepository) -> NativeRepository:
-    if repo.keys_dir is None:
-        raise ConfigError("publishing needs a configured repository (run 'init' first)")
-    return repo

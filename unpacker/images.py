@@ -20,7 +20,6 @@ from .manifests import (
     ImageIndex,
     ImageManifest,
     Platform,
-    config_platform,
     parse_manifest,
     select_platforms,
 )
@@ -131,10 +130,6 @@ def _read_verified(client: RegistryClient, ref: ImageRef, digest: str, size: int
         raise DigestMismatch(f"{where}: uncompressed layer hashes to {actual}, the config "
                              f"says {diff_id}")
     return changes
-
-
-def platform_of(target: Target, config: dict) -> Platform | None:
-    return target.platform or config_platform(config)
 
 
 __all__ = ["ImageIndex", "Resolved", "Target", "expand", "resolve", "unpack_manifest"]

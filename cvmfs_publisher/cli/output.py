@@ -77,6 +77,3 @@ class PublishProgress:
             self.files += files
             shown = f"{self.files}/{self.total_files}" if self.total_files else str(self.files)
             self.progress.update(self.task, advance=nbytes, files=shown)
-
-    def stage(self, description: str) -> None:
-        self.progress.update(self.task, description=description)

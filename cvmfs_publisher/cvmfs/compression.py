@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 import zlib
-from collections.abc import Iterable, Iterator
 
 from ..errors import FormatError
 from .hashes import Algorithm, ContentHash
@@ -52,22 +51,3 @@ def check_and_decode(
         raise FormatError(f"object content hash is {actual}, expected {expected}")
     return decode(stored, compression)
 
-
-def inflate_pieces(pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """Inflate a zlib stream given in pieces, yielding bounded output blocks."""
-    inflater = zlib.decompressobj()
-    try:
-        for piece in pieces:
-            data = piece
-            while data:
-                out = inflater.decompress(data, PIECE)
-                if out:
-                    yield out
-                data = inflater.unconsumed_tail
-        tail = inflater.flush()
-    except zlib.error as exc:
-        raise FormatError(f"corrupt zlib stream: {exc}") from None
-    if tail:
-        yield tail
-    if not inflater.eof:
-        raise FormatError("truncated zlib stream")

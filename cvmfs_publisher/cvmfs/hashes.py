@@ -26,7 +26,6 @@ class Algorithm(enum.IntEnum):
 
 
 ALGORITHM_IDS = {Algorithm.SHA1: "", Algorithm.RMD160: "-rmd160", Algorithm.SHAKE128: "-shake128"}
-_BY_NAME = {"sha1": Algorithm.SHA1, "rmd160": Algorithm.RMD160, "shake128": Algorithm.SHAKE128}
 _HEX_LENGTHS = {40: Algorithm.SHA1, 47: Algorithm.RMD160, 49: Algorithm.SHAKE128}
 
 
@@ -40,13 +39,6 @@ class Suffix(enum.StrEnum):
     METAINFO = "M"
     PARTIAL = "P"
     MICRO_CATALOG = "L"
-
-
-def parse_algorithm(name: str) -> Algorithm:
-    try:
-        return _BY_NAME[name.lower()]
-    except KeyError:
-        raise FormatError(f"unknown hash algorithm {name!r} (sha1, rmd160, shake128)") from None
 
 
 class Hasher:

@@ -47,10 +47,6 @@ def set_property(conn: sqlite3.Connection, key: str, value: object) -> None:
     conn.execute("INSERT OR REPLACE INTO properties (key, value) VALUES (?, ?)", (key, value))
 
 
-def delete_property(conn: sqlite3.Connection, key: str) -> None:
-    conn.execute("DELETE FROM properties WHERE key = ?", (key,))
-
-
 def table_columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str, int]]:
     """(name, declared type, primary-key position) per column: the schema without its SQL text."""
     return [(row[1], row[2].upper(), row[5]) for row in conn.execute(f"PRAGMA table_info({table})")]

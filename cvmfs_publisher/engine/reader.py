@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cvmfs.catalog import Catalog, DirEntry
-from ..cvmfs.compression import check_and_decode, decode
+from ..cvmfs.compression import check_and_decode
 from ..cvmfs.hashes import ContentHash, Suffix
 from ..cvmfs.history import History, Tag
 from ..cvmfs.manifest import Manifest
@@ -197,7 +197,3 @@ class RepositoryReader:
                 catalog.conn.close()
         self._open.clear()
 
-
-def decode_plain(stored: bytes) -> bytes:
-    """Inflate without a hash check, for objects whose name we re-derive ourselves."""
-    return decode(stored)

@@ -41,7 +41,6 @@ class Node:
     content: PendingFile | None = None
     children: dict[str, Node] | None = None
     primary: Node | None = None  # hard link: the node whose inode this one shares
-    implicit: bool = False  # a parent directory the stream never described
 
     @property
     def st_mode(self) -> int:
@@ -75,7 +74,7 @@ class StagedTree:
 
     def __post_init__(self) -> None:
         uid, gid = self._owner(self.default_owner.uid, self.default_owner.gid)
-        self.root = Node("", Kind.DIR, 0o755, uid, gid, self.now, children={}, implicit=True)
+        self.root = Node("", Kind.DIR, 0o755, uid, gid, self.now, children={})
 
     def _owner(self, uid: int, gid: int) -> tuple[int, int]:
         return (self.owner.uid, self.owner.gid) if self.owner else (uid, gid)
@@ -137,8 +136,7 @@ class StagedTree:
             child = node.children.get(part)
             if child is None:
                 uid, gid = self._owner(self.default_owner.uid, self.default_owner.gid)
-                child = Node(part, Kind.DIR, 0o755, uid, gid, self.now, children={},
-                             implicit=True)
+                child = Node(part, Kind.DIR, 0o755, uid, gid, self.now, children={})
                 node.children[part] = child
             elif child.kind is not Kind.DIR:
                 below = "/".join(parts[: i + 1])
