@@ -38,6 +38,34 @@ class GcPlan:
     reachable: int = 0
 
 
+def plan(reader: RepositoryReader, storage: Storage, keep_revisions: int,
+         keep_since: dt.datetime | None) -> GcPlan:
+    """What garbage collection would delete; nothing is changed."""
+    roots, numbers = revisions_to_keep(reader, keep_revisions, keep_since)
+    history = reader.history()
+    tags = history.tags() if history is not None else []
+    if history is not None:
+        history.conn.close()
+    dropped = []
+    for tag in tags:
+        if tag.root_hash in roots:
+            continue
+        if tag.name.startswith(GENERIC_PREFIXES):
+            dropped.append(tag.name)
+        else:
+            roots.add(tag.root_hash)
+    reachable = mark(reader, roots)
+    manifest = reader.manifest
+    for content_hash, suffix in ((manifest.certificate, Suffix.CERTIFICATE),
+                                 (manifest.history, Suffix.HISTORY),
+                                 (manifest.metainfo, Suffix.METAINFO)):
+        if content_hash is not None:
+            reachable.add(content_hash.object_key(suffix))
+    garbage = sweep_candidates(storage, reachable)
+    return GcPlan(sorted(numbers), dropped, [key for key, _ in garbage],
+                  sum(max(size, 0) for _, size in garbage), len(reachable))
+
+
 def revisions_to_keep(reader: RepositoryReader, keep_revisions: int,
                       keep_since: dt.datetime | None) -> tuple[set[ContentHash], list[int]]:
     """Root catalogs along ``previous_revision`` from the current one that are kept."""

@@ -40,7 +40,7 @@ from .content_index import ContentIndex
 from .diff import diff
 from .dirtab import DIRTAB, Dirtab
 from .entries import Entry, Kind, PathContent
-from .gc import GENERIC_PREFIXES, GcPlan, mark, revisions_to_keep, sweep_candidates
+from .gc import GcPlan, plan
 from .options import EngineOptions
 from .pipeline import ObjectPipeline, PendingFile, StoredFile, completed
 from .reader import ObjectCache, RepositoryReader
@@ -156,29 +156,7 @@ class Transaction:
 
     def plan_gc(self, keep_revisions: int, keep_since: dt.datetime | None) -> GcPlan:
         """What garbage collection would delete; nothing is changed."""
-        roots, numbers = revisions_to_keep(self.reader, keep_revisions, keep_since)
-        history = self.reader.history()
-        tags = history.tags() if history is not None else []
-        if history is not None:
-            history.conn.close()
-        dropped = []
-        for tag in tags:
-            if tag.root_hash in roots:
-                continue
-            if tag.name.startswith(GENERIC_PREFIXES):
-                dropped.append(tag.name)
-            else:
-                roots.add(tag.root_hash)
-        reachable = mark(self.reader, roots)
-        manifest = self.head.manifest
-        for content_hash, suffix in ((manifest.certificate, Suffix.CERTIFICATE),
-                                     (manifest.history, Suffix.HISTORY),
-                                     (manifest.metainfo, Suffix.METAINFO)):
-            if content_hash is not None:
-                reachable.add(content_hash.object_key(suffix))
-        garbage = sweep_candidates(self.storage, reachable)
-        return GcPlan(sorted(numbers), dropped, [key for key, _ in garbage],
-                      sum(max(size, 0) for _, size in garbage), len(reachable))
+        return plan(self.reader, self.storage, keep_revisions, keep_since)
 
     def apply_gc(self, plan: GcPlan) -> None:
         """Forget dropped tags and deleted roots in the history and reflog at commit."""
