@@ -461,16 +461,7 @@ class Catalog:
 
     def remove_tree(self, path: str) -> None:
         """Delete the row at ``path`` and every row below it in this catalog."""
-        keys = self.conn.execute(
-            """WITH RECURSIVE doomed(m1, m2) AS (
-                 SELECT md5path_1, md5path_2 FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?
-                 UNION ALL
-                 SELECT c.md5path_1, c.md5path_2 FROM catalog c
-                   JOIN doomed d ON c.parent_1 = d.m1 AND c.parent_2 = d.m2
-               )
-               SELECT m1, m2 FROM doomed""",
-            path_key(path),
-        ).fetchall()
+        keys = [path_key(path), *self._descendant_keys(path)]
         self.conn.executemany("DELETE FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?", keys)
         self.conn.executemany("DELETE FROM chunks WHERE md5path_1 = ? AND md5path_2 = ?", keys)
 
