@@ -30,6 +30,7 @@ from .errors import DigestMismatch, ManifestError
 from .flatten import Change, FlatTree, ForwardReader, Store, read_layer
 from .layers import LayerStream
 from .layout import MANIFEST_FILE, file_entry, relative_target, symlink_entries
+from .manifests import json_object
 from .reference import ImageRef, parse_reference
 from .state import ImageState, load_state
 from .sync import (
@@ -112,7 +113,7 @@ def _images(small: dict[str, bytes], layers: dict[str, _Layer], links: dict[str,
         if config_bytes is None:
             raise SourceError(f"{where}: config {config_name} missing from the archive")
         digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
-        config = json.loads(config_bytes)
+        config = json_object(config_bytes, f"{where}: config {config_name}")
         ordered = []
         expected = config.get("rootfs", {}).get("diff_ids", [])
         for i, layer_name in enumerate(entry.get("Layers", [])):

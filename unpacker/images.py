@@ -8,7 +8,6 @@ tampered or truncated download fails the image before anything of it is publishe
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from .manifests import (
     ImageIndex,
     ImageManifest,
     Platform,
+    json_object,
     parse_manifest,
     select_platforms,
 )
@@ -77,13 +77,7 @@ def resolve(client: RegistryClient, ref: ImageRef, platforms: list[Platform] | N
 
 def image_config(client: RegistryClient, ref: ImageRef, manifest: ImageManifest) -> dict:
     data = client.get_blob_bytes(ref, manifest.config.digest)
-    try:
-        config = json.loads(data)
-    except ValueError as exc:
-        raise ManifestError(f"{ref}: image config is not JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise ManifestError(f"{ref}: image config is not a JSON object")
-    return config
+    return json_object(data, f"{ref}: image config")
 
 
 def diff_ids(config: dict, ref: ImageRef) -> list[str]:

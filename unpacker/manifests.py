@@ -120,6 +120,17 @@ class ImageIndex:
     raw: bytes = field(repr=False, default=b"")
 
 
+def json_object(data: bytes, what: str) -> dict:
+    """A JSON object from a registry or an archive, or one clear ManifestError."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise ManifestError(f"{what} is not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{what} is not a JSON object")
+    return doc
+
+
 def _descriptor(item: object, where: str) -> Descriptor:
     if not isinstance(item, dict):
         raise ManifestError(f"{where}: descriptor is not an object")
@@ -143,12 +154,7 @@ def parse_manifest(body: bytes, content_type: str, digest: str, where: str
     if kind in DOCKER_SCHEMA1:
         raise ManifestError(f"{where}: Docker schema 1 manifests are not supported; "
                             "push the image again with a current client")
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise ManifestError(f"{where}: manifest is not JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ManifestError(f"{where}: manifest is not a JSON object")
+    doc = json_object(body, f"{where}: manifest")
     if kind not in INDEX_TYPES + MANIFEST_TYPES:
         kind = str(doc.get("mediaType", ""))
     if kind not in INDEX_TYPES + MANIFEST_TYPES:
