@@ -123,14 +123,17 @@ class CatalogTree:
         self.loaded[mountpoint] = wc
         return wc
 
+    def _child(self, ref: NestedRef, parent: WorkingCatalog) -> WorkingCatalog:
+        """The working copy of a nested catalog, loaded on first use."""
+        return self.loaded.get(ref.path) or self._load(ref.path, ref.content_hash, parent)
+
     def locate(self, path: str) -> WorkingCatalog:
         """The deepest catalog containing ``path`` (for a mountpoint: the nested one)."""
         wc = self.root
         while True:
             for ref in wc.catalog.nested():
                 if is_within(path, ref.path):
-                    child = self.loaded.get(ref.path)
-                    wc = child or self._load(ref.path, ref.content_hash, wc)
+                    wc = self._child(ref, wc)
                     break
             else:
                 return wc
@@ -172,7 +175,7 @@ class CatalogTree:
     def _remove_inside(self, wc: WorkingCatalog, path: str) -> None:
         for ref in wc.catalog.nested():
             if is_within(ref.path, path):
-                self._drop(self.loaded.get(ref.path) or self._load(ref.path, ref.content_hash, wc))
+                self._drop(self._child(ref, wc))
                 wc.catalog.drop_nested(ref.path)
         wc.catalog.remove_tree(path)
 
@@ -327,7 +330,7 @@ class CatalogTree:
         wc.catalog.move_below(path, child.catalog)
         for ref in wc.catalog.nested():
             if ref.path != path and is_within(ref.path, path):
-                grand = self.loaded.get(ref.path) or self._load(ref.path, ref.content_hash, wc)
+                grand = self._child(ref, wc)
                 wc.catalog.drop_nested(ref.path)
                 child.catalog.set_nested(ref)
                 grand.parent = child
@@ -366,7 +369,7 @@ class CatalogTree:
         if child.counted_in_parent:
             parent.delta = parent.delta - child.old_counters.total()
         for ref in child.catalog.nested():
-            grand = self.loaded.get(ref.path) or self._load(ref.path, ref.content_hash, child)
+            grand = self._child(ref, child)
             parent.catalog.set_nested(ref)
             grand.parent = parent
             if grand.counted_in_parent:

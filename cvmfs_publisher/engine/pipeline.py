@@ -122,37 +122,31 @@ class ObjectPipeline:
     def _store(self, stored: bytes, content_hash: ContentHash, suffix: Suffix) -> None:
         """Upload unless already there: content addressing makes the check race-free."""
         key = content_hash.object_key(suffix)
-        with self._lock:
-            if key in self._known:
+        if self._present(key):
+            with self._lock:
                 self.stats.objects_skipped += 1
-                return
-        if self.storage.exists(key):
-            skipped = True
-        else:
-            self.storage.put(key, stored)
-            skipped = False
+            return
+        self.storage.put(key, stored)
         with self._lock:
             self._known.add(key)
-            if skipped:
-                self.stats.objects_skipped += 1
-            else:
-                self.stats.objects_written += 1
-                self.stats.bytes_written += len(stored)
+            self.stats.objects_written += 1
+            self.stats.bytes_written += len(stored)
 
     def _encode_and_store(self, data: bytes, suffix: Suffix,
                           compression: Compression) -> ContentHash:
         """Compress and upload, unless the content index knows a stored object for it."""
-        raw = ContentIndex.key(data) if self.index is not None else None
-        if raw is not None and self.index is not None:
-            known = self.index.lookup(raw, compression)
+        index = self.index
+        if index is not None:
+            raw = ContentIndex.key(data)
+            known = index.lookup(raw, compression)
             if known is not None and self._present(known.object_key(suffix)):
                 with self._lock:
                     self.stats.objects_reused += 1
                 return known
         content_hash, stored = encode(data, self.algorithm, self.level, compression)
         self._store(stored, content_hash, suffix)
-        if raw is not None and self.index is not None:
-            self.index.remember(raw, compression, content_hash)
+        if index is not None:
+            index.remember(raw, compression, content_hash)
         return content_hash
 
     def _present(self, key: str) -> bool:

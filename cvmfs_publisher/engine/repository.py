@@ -13,7 +13,6 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..cvmfs.catalog import Catalog
-from ..cvmfs.compression import encode
 from ..cvmfs.counters import Counters, Tally
 from ..cvmfs.hashes import ContentHash, Suffix
 from ..cvmfs.keys import KeySet, certificate_fingerprint
@@ -34,6 +33,7 @@ from . import keystore
 from .catalog_tree import root_entry
 from .gc import GcPlan, delete
 from .options import EngineOptions
+from .pipeline import ObjectPipeline
 from .reader import ObjectCache, RepositoryReader
 from .transaction import Transaction
 from .trust import TrustedHead, load_certificate_object, read_manifest, verify_head
@@ -107,9 +107,12 @@ class NativeRepository:
         catalog.write_counters(Counters(Tally(dir=1)))
         catalog.close()
         data = catalog.file.read_bytes()
-        root = self._put_object(data, Suffix.CATALOG)
-        certificate = self._put_object(keys.certificate, Suffix.CERTIFICATE)
-        metainfo = self._put_object(default_metainfo(self.fqrn or ""), Suffix.METAINFO)
+        objects = ObjectPipeline(self.storage, algorithm=algorithm,
+                                 level=self.options.compression_level, workers=1)
+        root = objects.store_now(data, Suffix.CATALOG)
+        certificate = objects.store_now(keys.certificate, Suffix.CERTIFICATE)
+        metainfo = objects.store_now(default_metainfo(self.fqrn or ""), Suffix.METAINFO)
+        objects.close()
         self._put_whitelist(keys, [certificate_fingerprint(keys.certificate, algorithm)], now)
         reflog = Reflog.create(tmp / "reflog.db", self.fqrn or "")
         for content_hash, ref_type in ((root, RefType.CATALOG), (certificate,
@@ -127,14 +130,6 @@ class NativeRepository:
         self.storage.flush()
         self.storage.put(MANIFEST, manifest.sign(keys.signer()))
         return manifest
-
-    def _put_object(self, data: bytes, suffix: Suffix) -> ContentHash:
-        content_hash, stored = encode(data, self.options.algorithm,
-                                      self.options.compression_level)
-        key = content_hash.object_key(suffix)
-        if not self.storage.exists(key):
-            self.storage.put(key, stored)
-        return content_hash
 
     # -- whitelist ---------------------------------------------------------------------------
 

@@ -171,19 +171,13 @@ class Transaction:
         check_tag_name(tag)
         if tag in RESERVED:
             raise TagError(f"tag name {tag!r} is reserved")
-        history = self.reader.history()
-        if history is not None:
-            try:
-                if history.get(tag) is not None:
-                    raise TagError(f"tag {tag!r} already exists; remove it first or pick "
-                                   "another name")
-            finally:
-                history.conn.close()
+        if self.reader.tag(tag) is not None:
+            raise TagError(f"tag {tag!r} already exists; remove it first or pick another name")
 
     def add_tag(self, name: str, target: str | None = None, message: str = "") -> Tag:
         """Name an existing revision (default: the current one) without new content."""
         self.check_tag(name)
-        found = self.resolve(target)
+        found = self.reader.resolve(target)
         tag = Tag(name, found.root_hash, found.revision, found.timestamp, message, found.size)
         self.tag_changes.append((tag, True))
         return tag
@@ -191,24 +185,18 @@ class Transaction:
     def remove_tag(self, name: str) -> None:
         if name in RESERVED:
             raise TagError(f"tag {name!r} is maintained automatically and cannot be removed")
-        if self._tag(name) is None:
+        if self.reader.tag(name) is None:
             raise TagError(f"tag {name!r} does not exist")
         self.tag_changes.append((Tag(name, ContentHash.zero(), 0, 0), False))
 
     def rollback(self, target: str) -> Tag:
         """Publish a new revision whose content equals ``target`` (a tag or revision)."""
-        found = self.resolve(target)
+        found = self.reader.resolve(target)
         current = self.head.manifest.root_catalog
         if next(diff(self.reader, found.root_hash, current), None) is None:
             raise TagError(f"{target} is already the current content")
         self.rollback_to = found
         return found
-
-    def resolve(self, spec: str | None) -> Tag:
-        return self.reader.resolve(spec)
-
-    def _tag(self, name: str) -> Tag | None:
-        return self.reader.tag(name)
 
     # -- committing -------------------------------------------------------------------------
 
