@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cvmfs_publisher.engine.chunking import ChunkPolicy
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
-from cvmfs_publisher.engine.sources import open_source
+from cvmfs_publisher.sources import open_source
 from cvmfs_publisher.storage.local import LocalStorage
 
 SOURCES = ("/usr/lib", "/usr/bin", "/usr/libexec", "/usr/share")

@@ -31,7 +31,7 @@ import requests
 
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
-from cvmfs_publisher.engine.sources import open_source
+from cvmfs_publisher.sources import open_source
 from cvmfs_publisher.storage.base import Storage
 from cvmfs_publisher.storage.local import LocalStorage
 from cvmfs_publisher.storage.s3 import S3Settings, S3Storage

@@ -56,7 +56,7 @@ def step(args: list[str], env: dict[str, str]) -> dict:
 def run_step(kind: str, work: Path, src: str, path: str) -> None:
     from cvmfs_publisher.engine.options import EngineOptions
     from cvmfs_publisher.engine.repository import NativeRepository
-    from cvmfs_publisher.engine.sources import open_source
+    from cvmfs_publisher.sources import open_source
     from cvmfs_publisher.storage.local import LocalStorage
 
     repo = NativeRepository(LocalStorage(work / "repo"), NAME, keys_dir=work / "keys",

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from cvmfs_publisher.engine.options import EngineOptions  # noqa: E402
 from cvmfs_publisher.engine.repository import NativeRepository  # noqa: E402
 from cvmfs_publisher.storage.local import LocalStorage  # noqa: E402
-from unpacker.cli import run_unpack  # noqa: E402
+from unpacker.runs import run_unpack  # noqa: E402
 
 MIRROR = "http://deb.debian.org/debian"
 

@@ -11,8 +11,8 @@ import contextlib
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from .engine.entries import Entry
 from .engine.transaction import CommitResult
+from .entries import Entry
 
 Progress = Callable[[int, int], None]  # (files, bytes) just handed over
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .config import Config, RepositoryConfig, cache_dir, default_keys_dir
 from .cvmfs.names import check_fqrn
-from .engine import keystore
+from .engine import key_files
 from .engine.options import EngineOptions
 from .engine.repository import NativeRepository
 from .errors import InvalidName, RepositoryNotFound
@@ -63,7 +63,7 @@ def open_any(
         check_fqrn(fqrn)
     public = list(keys or [])
     if not public and fqrn:
-        candidate = keystore.key_paths(config_keys_dir(config, fqrn), fqrn)["pub"]
+        candidate = key_files.key_paths(config_keys_dir(config, fqrn), fqrn)["pub"]
         if candidate.exists():
             public = [candidate]
     return NativeRepository(storage, fqrn, public_keys=public,

@@ -29,7 +29,7 @@ from cvmfs_publisher.cvmfs.catalog import Catalog
 from cvmfs_publisher.cvmfs.compression import decode, encode
 from cvmfs_publisher.cvmfs.hashes import Algorithm, ContentHash, Suffix
 from cvmfs_publisher.cvmfs.history import History
-from cvmfs_publisher.cvmfs.keys import certificate_fingerprint, load_private_key
+from cvmfs_publisher.cvmfs.key_material import certificate_fingerprint, load_private_key
 from cvmfs_publisher.cvmfs.manifest import Manifest, parse_manifest
 from cvmfs_publisher.cvmfs.names import is_within
 from cvmfs_publisher.cvmfs.reflog import Reflog, RefType

@@ -23,7 +23,7 @@ from cvmfs_publisher.cli import main
 from cvmfs_publisher.cvmfs.manifest import parse_manifest
 from cvmfs_publisher.cvmfs.whitelist import parse_whitelist
 from cvmfs_publisher.engine.views import client_view
-from cvmfs_publisher.serve import make_server
+from cvmfs_publisher.http_server import make_server
 from cvmfs_publisher.storage.http import HttpStorage
 from cvmfs_publisher.storage.local import LocalStorage
 

@@ -27,12 +27,12 @@ from cvmfs_publisher.cvmfs import sqlitedb
 from cvmfs_publisher.cvmfs.catalog import Catalog
 from cvmfs_publisher.cvmfs.counters import NAMES as COUNTER_NAMES
 from cvmfs_publisher.cvmfs.hashes import ContentHash, Suffix, path_key
-from cvmfs_publisher.engine.entries import Kind
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.reader import RepositoryReader
 from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.engine.staging import Owner
 from cvmfs_publisher.engine.views import client_view, repository_entries
+from cvmfs_publisher.entries import Kind
 from cvmfs_publisher.storage.local import LocalStorage
 
 MOUNTPOINTS = ("", "/nested", "/sw/pkg/1.0")

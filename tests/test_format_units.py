@@ -33,7 +33,7 @@ from cvmfs_publisher.cvmfs.hashes import (
     parse_object_key,
     path_key,
 )
-from cvmfs_publisher.cvmfs.keys import (
+from cvmfs_publisher.cvmfs.key_material import (
     certificate_fingerprint,
     generate_private_key,
     load_certificate,

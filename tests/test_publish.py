@@ -245,7 +245,7 @@ def test_missing_and_wrong_keys(cli, repo: str, tree: Path, isolated_home: Path)
     key.unlink()
     result = cli("publish", tree, "--repo", repo, "--path", "/x")
     assert result.code == 1 and "missing key file" in result.err
-    from cvmfs_publisher.cvmfs.keys import generate_private_key, private_pem
+    from cvmfs_publisher.cvmfs.key_material import generate_private_key, private_pem
 
     key.write_bytes(private_pem(generate_private_key()))
     result = cli("publish", tree, "--repo", repo, "--path", "/x")

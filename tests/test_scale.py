@@ -13,12 +13,12 @@ import pytest
 from cvmfs_publisher.cvmfs.catalog import Flag
 from cvmfs_publisher.cvmfs.hashes import Suffix
 from cvmfs_publisher.engine.dirtab import InvalidDirtab
-from cvmfs_publisher.engine.entries import BytesContent, Entry, Kind
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
-from cvmfs_publisher.engine.sources import open_source
 from cvmfs_publisher.engine.views import client_view
+from cvmfs_publisher.entries import BytesContent, Entry, Kind
 from cvmfs_publisher.errors import TagError
+from cvmfs_publisher.sources import open_source
 from cvmfs_publisher.storage.local import LocalStorage
 
 NAME = "scale.example.org"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cvmfs_publisher.engine.entries import BytesContent, Entry, Kind
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
-from cvmfs_publisher.serve import make_server
+from cvmfs_publisher.entries import BytesContent, Entry, Kind
+from cvmfs_publisher.http_server import make_server
 from cvmfs_publisher.storage.http import HttpStorage
 from cvmfs_publisher.storage.local import LocalStorage
 

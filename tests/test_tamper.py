@@ -23,7 +23,7 @@ from tamper import FQRN, Resigner, flip_byte, key_file, object_path
 
 from cvmfs_publisher.cvmfs.catalog import Catalog
 from cvmfs_publisher.cvmfs.hashes import ContentHash, Suffix, path_key
-from cvmfs_publisher.cvmfs.keys import generate_private_key, load_private_key, public_pem
+from cvmfs_publisher.cvmfs.key_material import generate_private_key, load_private_key, public_pem
 from cvmfs_publisher.cvmfs.reflog import Reflog, RefType
 
 # Objects of the fixture named in the cases (hashes of the stored, compressed bytes).

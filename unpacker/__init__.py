@@ -1,8 +1,8 @@
 """Registry images into flat CVMFS trees laid out like /cvmfs/unpacked.cern.ch.
 
-Entry points (for the CLI): ``unpacker.cli.run_unpack`` (one sync or a loop over a
-wishlist and/or images), ``unpacker.cli.run_gc`` (``unpack-gc --grace 7d``),
-``unpacker.cli.run_docker_unpack`` (``--from-docker``). Modules, bottom up:
+Entry points (for the CLI): ``unpacker.runs.run_unpack`` (one sync or a loop over a
+wishlist and/or images), ``unpacker.runs.run_gc`` (``unpack-gc --grace 7d``),
+``unpacker.runs.run_docker_unpack`` (``--from-docker``). Modules, bottom up:
 ``reference`` (image names), ``manifests`` (OCI/Docker manifests, platforms),
 ``registry`` (HTTP, auth, retries, verified blobs), ``layers`` (decompress + diff_id),
 ``flatten`` (whiteouts, links, hostile members -> entry stream), ``images`` (resolve and

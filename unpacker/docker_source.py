@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from docker.errors import DockerException
 
-from cvmfs_publisher.engine.entries import BlockStream
 from cvmfs_publisher.engine.repository import NativeRepository
+from cvmfs_publisher.entries import BlockStream
 from cvmfs_publisher.errors import PublisherError, SourceError
 
 from .errors import DigestMismatch, ManifestError

@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from cvmfs_publisher.engine.entries import Entry, Kind, clean_member_path
 from cvmfs_publisher.engine.pipeline import PendingFile
-from cvmfs_publisher.engine.sources import member_entry
+from cvmfs_publisher.entries import Entry, Kind, clean_member_path
 from cvmfs_publisher.errors import InvalidPath
+from cvmfs_publisher.sources.tarball import member_entry
 
 from .errors import UnsafeLayer
 

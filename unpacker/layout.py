@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cvmfs_publisher.engine.entries import BytesContent, Entry, Kind
+from cvmfs_publisher.entries import BytesContent, Entry, Kind
 from cvmfs_publisher.errors import InvalidPath
 
 FLAT = ".flat"

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from cvmfs_publisher.engine.entries import BytesContent, Entry, Kind
 from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.engine.transaction import Transaction
+from cvmfs_publisher.entries import BytesContent, Entry, Kind
 from cvmfs_publisher.errors import PublisherError
 
 from .flatten import FlatTree

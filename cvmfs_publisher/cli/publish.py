@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from ..backends.native import NativePublisher
-from ..engine.sources import open_source
 from ..engine.staging import Owner
 from ..engine.transaction import CommitResult
 from ..publisher import publish as run_publish
+from ..sources import open_source
 from .common import State, json_option, pass_state
 from .output import PublishProgress, emit_json, human_bytes, stdout
 

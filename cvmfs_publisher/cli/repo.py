@@ -10,7 +10,7 @@ import click
 
 from ..config import RepositoryConfig, default_keys_dir
 from ..cvmfs.names import check_fqrn
-from ..engine import keystore
+from ..engine import key_files
 from ..errors import ConfigError, RepositoryExists
 from ..repositories import open_configured
 from .common import State, json_option, pass_state
@@ -63,7 +63,7 @@ def init(state: State, name: str, storage: str, keys_dir: Path | None, owner: st
     repository = open_configured(entry)
     _check_s3_locking(repository)
     manifest = repository.create()
-    pub = keystore.key_paths(keys, name)["pub"]
+    pub = key_files.key_paths(keys, name)["pub"]
     info = {"repository": name, "location": repository.storage.location,
             "revision": manifest.revision, "keys": str(keys), "public_key": str(pub),
             "config": str(config.path)}
@@ -141,7 +141,7 @@ def client_config(state: State, repo: str, url: str | None) -> None:
     server = url or repository.storage.public_url() or f"http://localhost:8000/cvmfs/{name}"
     if "@fqrn@" not in server and server.endswith(f"/{name}"):
         server = server[: -len(name)] + "@fqrn@"
-    pub = keystore.key_paths(repository.keys_dir, name)["pub"]
+    pub = key_files.key_paths(repository.keys_dir, name)["pub"]
     stdout.print(f"# /etc/cvmfs/config.d/{name}.conf", markup=False)
     stdout.print(f"CVMFS_SERVER_URL={server}", markup=False)
     stdout.print(f"CVMFS_PUBLIC_KEY=/etc/cvmfs/keys/{name}.pub", markup=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..serve import make_server
+from ..http_server import make_server
 from .common import State, pass_state
 from .output import stderr
 

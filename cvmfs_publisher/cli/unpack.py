@@ -40,7 +40,7 @@ def unpack(state: State, wishlist: Path | None, repo: str, images: tuple[str, ..
            docker_url: str | None, auth_file: Path | None, loop: bool, interval: str,
            force: bool, compression_level: int | None, as_json: bool) -> None:
     """Unpack the images of WISHLIST (and/or --image) that changed, and publish them."""
-    from unpacker.cli import parse_duration, run_docker_unpack, run_unpack
+    from unpacker.runs import parse_duration, run_docker_unpack, run_unpack
 
     repository = state.configured(repo)
     if compression_level is not None:
@@ -98,7 +98,7 @@ def _stop_on_signals() -> threading.Event:
 @pass_state
 def unpack_gc(state: State, repo: str, grace: str, dry_run: bool, as_json: bool) -> None:
     """Remove images no longer wished for (after the grace period) and their flat trees."""
-    from unpacker.cli import parse_duration, run_gc
+    from unpacker.runs import parse_duration, run_gc
 
     report = run_gc(state.configured(repo), parse_duration(grace), dry_run)
     if as_json:

@@ -34,9 +34,9 @@ from ..cvmfs.catalog import (
 from ..cvmfs.counters import Counters, Tally
 from ..cvmfs.hashes import Algorithm, ContentHash, parent_path
 from ..cvmfs.names import display, is_within
+from ..entries import Kind
 from ..errors import InvalidPath
 from .balance import choose_splits
-from .entries import Kind
 from .staging import Node, Owner, StagedTree
 
 MARKER = ".cvmfscatalog"

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..cvmfs.catalog import Catalog
 from ..cvmfs.counters import Counters, Tally
 from ..cvmfs.hashes import ContentHash, Suffix
-from ..cvmfs.keys import KeySet, certificate_fingerprint
+from ..cvmfs.key_material import KeySet, certificate_fingerprint
 from ..cvmfs.manifest import Manifest
 from ..cvmfs.metainfo import default_metainfo
 from ..cvmfs.reflog import Reflog, RefType
@@ -29,7 +29,7 @@ from ..storage.base import (
     WHITELIST,
     Storage,
 )
-from . import keystore
+from . import key_files
 from .catalog_tree import root_entry
 from .gc import GcPlan, delete
 from .options import EngineOptions
@@ -58,11 +58,11 @@ class NativeRepository:
     def master_public_keys(self) -> list[rsa.RSAPublicKey]:
         paths = list(self.public_keys)
         if not paths and self.keys_dir is not None and self.fqrn:
-            paths = [keystore.key_paths(self.keys_dir, self.fqrn)["pub"]]
+            paths = [key_files.key_paths(self.keys_dir, self.fqrn)["pub"]]
         if not paths:
             raise KeyMaterialError("no master public key to verify the repository with "
                                    "(give --key FILE.pub)")
-        return keystore.load_public_keys(paths)
+        return key_files.load_public_keys(paths)
 
     def head(self, at: dt.datetime | None = None) -> TrustedHead:
         return verify_head(self.storage, self.master_public_keys(), fqrn=self.fqrn, at=at)
@@ -82,7 +82,7 @@ class NativeRepository:
     def _keys(self, *, master: bool = False) -> KeySet:
         if self.keys_dir is None or not self.fqrn:
             raise KeyMaterialError("this repository has no key directory configured")
-        return keystore.load_keyset(self.keys_dir, self.fqrn, need_master=master)
+        return key_files.load_keyset(self.keys_dir, self.fqrn, need_master=master)
 
     # -- creating ---------------------------------------------------------------------------
 
@@ -93,7 +93,7 @@ class NativeRepository:
         now = now or dt.datetime.now(dt.UTC)
         if self.storage.exists(MANIFEST):
             raise RepositoryExists(f"{self.storage.location} already holds a repository")
-        keys = keystore.ensure_keyset(self.keys_dir, self.fqrn, now)
+        keys = key_files.ensure_keyset(self.keys_dir, self.fqrn, now)
         owner = f"{getpass.getuser()} creating {self.fqrn}"
         with self.storage.lock(owner), self.options.scratch() as tmp:
             return self._write_initial(keys, Path(tmp), now)

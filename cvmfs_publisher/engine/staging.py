@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..cvmfs.catalog import encode_xattrs
+from ..entries import SPECIAL_KINDS, Entry, Kind
 from ..errors import InvalidPath
-from .entries import SPECIAL_KINDS, Entry, Kind
 from .pipeline import PendingFile
 
 TYPE_BITS = {

@@ -21,11 +21,12 @@ from ..cvmfs.catalog import Catalog
 from ..cvmfs.compression import Compression, check_and_decode
 from ..cvmfs.hashes import ContentHash, Suffix, parent_path, parse_object_key
 from ..cvmfs.history import RESERVED, History, Tag, check_tag_name
-from ..cvmfs.keys import KeySet
+from ..cvmfs.key_material import KeySet
 from ..cvmfs.manifest import Manifest
 from ..cvmfs.metainfo import default_metainfo
 from ..cvmfs.names import display, is_within, normalize_path
 from ..cvmfs.reflog import Reflog, RefType
+from ..entries import Entry, Kind, PathContent
 from ..errors import (
     FormatError,
     ObjectNotFound,
@@ -39,7 +40,6 @@ from .catalog_tree import MARKER, CatalogTree
 from .content_index import ContentIndex
 from .diff import diff
 from .dirtab import DIRTAB, Dirtab
-from .entries import Entry, Kind, PathContent
 from .gc import GcPlan, plan
 from .options import EngineOptions
 from .pipeline import ObjectPipeline, PendingFile, StoredFile, completed

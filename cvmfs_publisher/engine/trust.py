@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..cvmfs.compression import check_and_decode
 from ..cvmfs.hashes import ROOT_PATH_MD5, Suffix
-from ..cvmfs.keys import certificate_fingerprint, load_certificate
+from ..cvmfs.key_material import certificate_fingerprint, load_certificate
 from ..cvmfs.manifest import Manifest, parse_manifest, verify_manifest_signature
 from ..cvmfs.signatures import SignedDocument
 from ..cvmfs.whitelist import Whitelist, parse_whitelist, verify_whitelist_signature

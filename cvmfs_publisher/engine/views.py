@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterator
 
 from ..cvmfs.catalog import DirEntry, decode_xattrs
-from .entries import BlockStream, Entry, Kind
+from ..entries import BlockStream, Entry, Kind
 from .reader import RepositoryReader
 
 _SPECIAL = {stat.S_IFIFO: Kind.FIFO, stat.S_IFCHR: Kind.CHAR, stat.S_IFBLK: Kind.BLOCK}

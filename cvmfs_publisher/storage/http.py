@@ -8,7 +8,7 @@ from urllib3.util.retry import Retry
 
 from ..errors import ObjectNotFound, StorageError
 from .base import Storage
-from .keys import check_key
+from .key_names import check_key
 
 TIMEOUT = (10, 60)
 

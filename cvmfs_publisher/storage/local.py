@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import ObjectNotFound, RepositoryBusy, StorageError
 from .base import LockInfo, Storage
-from .keys import check_key
+from .key_names import check_key
 
 STAGING = "data/txn"
 LOCK_FILE = "data/txn/publish.lock"

@@ -62,7 +62,7 @@ from botocore.exceptions import (
 
 from ..errors import ConfigError, ObjectNotFound, RepositoryBusy, StorageError, UsageError
 from .base import MANIFEST, REFLOG, LockInfo, Storage
-from .keys import check_key
+from .key_names import check_key
 
 log = logging.getLogger(__name__)
 

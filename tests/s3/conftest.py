@@ -86,7 +86,7 @@ def s3_repo(s3_storage: S3Storage, new_repo: RepoFactory) -> NativeRepository:
 @pytest.fixture
 def publish(tmp_path: Path) -> Callable[..., object]:
     """``publish(repo, "/sw/a", files, tag=None, wait=False)`` -> CommitResult."""
-    from cvmfs_publisher.engine.sources import open_source
+    from cvmfs_publisher.sources import open_source
 
     def run(repo: NativeRepository, path: str, files: dict[str, bytes], *,
             tag: str | None = None, wait: bool = False) -> object:

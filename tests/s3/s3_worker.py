@@ -16,8 +16,8 @@ from pathlib import Path
 
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
-from cvmfs_publisher.engine.sources import open_source
 from cvmfs_publisher.errors import RepositoryBusy
+from cvmfs_publisher.sources import open_source
 from cvmfs_publisher.storage.s3 import S3Settings, S3Storage
 
 FQRN = "sw.example.org"

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from cvmfs_publisher.engine.entries import Entry
-from cvmfs_publisher.engine.sources import open_source
+from cvmfs_publisher.entries import Entry
 from cvmfs_publisher.errors import StorageError
+from cvmfs_publisher.sources import open_source
 from cvmfs_publisher.storage.s3 import S3Storage
 
 from .s3kit import BUCKET, FQRN, published_files, sample_files, write_tree

@@ -120,7 +120,7 @@ def test_break_lock_removes_any_lease(s3_settings, tmp_path):
 def test_publisher_whose_lease_was_broken_cannot_publish(s3_repo, s3_settings, new_repo,
                                                          publish, tmp_path):
     """unlock --force on a live publisher: the other one's revision wins, nothing is mixed."""
-    from cvmfs_publisher.engine.sources import open_source
+    from cvmfs_publisher.sources import open_source
 
     src = write_tree(tmp_path / "late", {"late.txt": b"late\n"})
     with s3_repo.transaction() as txn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from treecompare import differences, flat_of, oracle_view, published_view, root_differences
 
-from unpacker.cli import run_unpack
+from unpacker.runs import run_unpack
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from regkit import require_tools
 from treecompare import differences, flat_of, oracle_view, published_view
 
-from unpacker.cli import run_docker_unpack
+from unpacker.runs import run_docker_unpack
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from treecompare import oracle_view
 
-from unpacker.cli import run_unpack
+from unpacker.runs import run_unpack
 
 _events: list[tuple[str, tuple]] = []
 _recording = threading.Event()

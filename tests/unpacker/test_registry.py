@@ -24,7 +24,7 @@ def _config_json(home, user: str = USER, password: str = PASSWORD, host: str = "
 
 
 def test_basic_auth_from_docker_config(registries, images, isolated_home, make_repo, caplog):
-    from unpacker.cli import run_unpack
+    from unpacker.runs import run_unpack
     ref = f"{registries.basic}/test/small:v0"
     no_creds = run_unpack(make_repo(), None, [ref])
     assert no_creds.outcomes[0].status == FAILED
@@ -133,7 +133,7 @@ def test_429_is_retried_after_retry_after(mischief, images):
 
 
 def test_corrupted_blob_is_refused(mischief, images, make_repo):
-    from unpacker.cli import run_unpack
+    from unpacker.runs import run_unpack
     host, _server = mischief("corrupt")
     report = run_unpack(make_repo(), None, [f"{host}/test/small:v0"])
     assert report.outcomes[0].status == FAILED
@@ -141,7 +141,7 @@ def test_corrupted_blob_is_refused(mischief, images, make_repo):
 
 
 def test_broken_blob_download_resumes_with_range(mischief, images, make_repo):
-    from unpacker.cli import run_unpack
+    from unpacker.runs import run_unpack
     host, server = mischief("cut")
     report = run_unpack(make_repo(), None, [f"{host}/test/img:1.0"])
     assert report.ok, [o.detail for o in report.failed]

@@ -10,7 +10,7 @@ import imagekit as kit
 import requests
 from treecompare import flat_of
 
-from unpacker.cli import run_gc, run_unpack
+from unpacker.runs import run_gc, run_unpack
 
 
 def _wishlist(tmp_path, inputs: list[str], extra: str = "", repo: str = "unpacked.example.org"):

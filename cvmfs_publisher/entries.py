@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from ..errors import InvalidPath
+from .errors import InvalidPath
 
 if TYPE_CHECKING:
-    from .pipeline import PendingFile
+    from .engine.pipeline import PendingFile
 
 
 class Kind(enum.Enum):

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .errors import ObjectNotFound, StorageError
 from .storage.base import Storage
-from .storage.keys import is_public_key
+from .storage.key_names import is_public_key
 from .storage.local import LocalStorage
 
 log = logging.getLogger(__name__)

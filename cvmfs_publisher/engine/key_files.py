@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..cvmfs import keys as k
+from ..cvmfs import key_material as k
 from ..errors import KeyMaterialError
 
 PUBLIC_MODE = 0o644

@@ -16,11 +16,11 @@ from pathlib import Path
 from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.errors import UsageError
 
-from .gc import GcReport, collect
 from .layout import Layout
 from .manifests import DEFAULT_PLATFORM, Platform, parse_platform
 from .reference import ImageRef, parse_reference
 from .registry import CredentialStore, RegistryClient
+from .retire import GcReport, collect
 from .sync import Progress, Syncer, SyncOptions, UnpackReport
 from .wishlist import load_wishlist
 
