@@ -8,16 +8,18 @@ served, so nothing outside a repository (staging files, locks, other paths) is r
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import BinaryIO
 
 from .errors import ObjectNotFound, StorageError
-from .storage.base import Storage
+from .storage import ObjectStream, Storage
+from .storage.base import BLOCK
 from .storage.key_names import is_public_key
-from .storage.local import LocalStorage
 
 log = logging.getLogger(__name__)
 
@@ -85,35 +87,29 @@ class RepositoryHandler(BaseHTTPRequestHandler):
             return
         storage, key = target
         try:
-            if isinstance(storage, LocalStorage):
-                self._send_file(storage, key, body)
-            else:
-                self._send_bytes(storage.get(key), key, body)
+            stream = _sized(storage.open(key))
         except ObjectNotFound:
             self.send_error(HTTPStatus.NOT_FOUND)
+            return
         except StorageError as exc:
             log.warning("serving %s failed: %s", key, exc)
             self.send_error(HTTPStatus.BAD_GATEWAY)
+            return
+        with stream:
+            self._send(stream, key, body)
 
-    def _send_file(self, storage: LocalStorage, key: str, body: bool) -> None:
-        path = storage.local_path(key)
+    def _send(self, stream: ObjectStream, key: str, body: bool) -> None:
+        """Headers, then the requested bytes straight from the stream."""
+        assert stream.size is not None
+        start, end = self._start_response(key, stream.size)
+        if not body or end < start:
+            return
         try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed below
-        except (FileNotFoundError, IsADirectoryError):
-            raise ObjectNotFound(key) from None
-        except OSError as exc:
-            raise StorageError(str(exc)) from None
-        with handle:
-            size = path.stat().st_size
-            start, end = self._start_response(key, size)
-            if body and end >= start:
-                handle.seek(start)
-                _copy_exact(handle, self.wfile, end - start + 1)
-
-    def _send_bytes(self, data: bytes, key: str, body: bool) -> None:
-        start, end = self._start_response(key, len(data))
-        if body and end >= start:
-            self.wfile.write(data[start : end + 1])
+            stream.skip(start)
+            _copy_exact(stream, self.wfile, end - start + 1)
+        except StorageError as exc:  # the status line is out: all we can do is hang up
+            log.warning("serving %s failed midway: %s", key, exc)
+            self.close_connection = True
 
     def _start_response(self, key: str, size: int) -> tuple[int, int]:
         start, end, status = 0, size - 1, HTTPStatus.OK
@@ -138,12 +134,22 @@ class RepositoryHandler(BaseHTTPRequestHandler):
         return start, end
 
 
-def _copy_exact(source, sink, length: int) -> None:  # type: ignore[no-untyped-def]
+def _sized(stream: ObjectStream) -> ObjectStream:
+    """A stream whose size is known, reading it into memory only when the backend can't tell."""
+    if stream.size is not None:
+        return stream
+    with stream:
+        data = stream.read()
+    return ObjectStream(io.BytesIO(data), len(data), stream.name)
+
+
+def _copy_exact(source: ObjectStream, sink: BinaryIO, length: int) -> None:
+    """``length`` bytes, or fewer if the object is shorter than it said (then we hang up)."""
     remaining = length
     while remaining > 0:
-        block = source.read(min(remaining, 1 << 20))
+        block = source.read(min(remaining, BLOCK))
         if not block:
-            break
+            raise StorageError(f"{source.name} ended {remaining} bytes early")
         sink.write(block)
         remaining -= len(block)
 

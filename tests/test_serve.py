@@ -13,8 +13,10 @@ from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.entries import BytesContent, Entry, Kind
 from cvmfs_publisher.http_server import make_server
+from cvmfs_publisher.storage import ObjectStream, Storage
 from cvmfs_publisher.storage.http import HttpStorage
 from cvmfs_publisher.storage.local import LocalStorage
+from cvmfs_publisher.storage.wrappers import StorageWrapper
 
 NAME = "sw.example.org"
 
@@ -150,3 +152,57 @@ def test_clients_read_and_verify_through_it(served: tuple[int, Path], cli) -> No
     assert (content.code, content.out) == (0, CONTENT)
     assert HttpStorage(url).exists(".cvmfspublished")
     assert not HttpStorage(url).exists("data/txn/publish.lock")
+
+
+class UnsizedStreams(StorageWrapper):
+    """A backend that streams without telling the size up front, and counts whole reads."""
+
+    gets = 0
+
+    def get(self, key: str) -> bytes:
+        self.gets += 1
+        return super().get(key)
+
+    def open(self, key: str) -> ObjectStream:
+        stream = self.inner.open(key)
+        return ObjectStream(stream.raw, None, stream.name)
+
+
+class NoWholeReads(StorageWrapper):
+    """Serving must stream: any ``get`` of a whole object fails the request."""
+
+    def get(self, key: str) -> bytes:
+        raise AssertionError(f"served {key} by reading it whole")
+
+
+@pytest.mark.parametrize("wrap", [NoWholeReads, UnsizedStreams])
+def test_any_storage_is_served_through_open(served: tuple[int, Path], wrap) -> None:
+    """Not only a local directory: a wrapped or remote storage, with ranges, too."""
+    _, root = served
+    storage: Storage = wrap(LocalStorage(root))
+    server = make_server({NAME: storage}, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        key = an_object(root)
+        data = (root / key).read_bytes()
+        whole = request(port, f"/cvmfs/{NAME}/{key}")
+        assert (whole.status, whole.body) == (200, data)  # type: ignore[attr-defined]
+        assert int(whole.getheader("Content-Length")) == len(data)
+        part = request(port, f"/cvmfs/{NAME}/{key}", headers={"Range": "bytes=2-5"})
+        assert (part.status, part.body) == (206, data[2:6])  # type: ignore[attr-defined]
+        assert request(port, f"/cvmfs/{NAME}/data/00/{'0' * 38}").status == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert getattr(storage, "gets", 0) == 0
+
+
+def test_http_storage_streams_with_the_content_length(served: tuple[int, Path]) -> None:
+    port, root = served
+    storage = HttpStorage(f"http://127.0.0.1:{port}/cvmfs/{NAME}")
+    key = an_object(root)
+    with storage.open(key) as stream:
+        assert stream.size == (root / key).stat().st_size
+        assert b"".join(stream) == (root / key).read_bytes()

@@ -29,14 +29,18 @@ class TrustedHead:
     whitelist: Whitelist
     certificate: bytes
     checked_at: dt.datetime
+    raw: bytes  # the manifest as stored: what the next manifest switch is conditional on
 
 
 def read_manifest(storage: Storage) -> tuple[Manifest, SignedDocument | None]:
+    return parse_manifest(_read_raw_manifest(storage))
+
+
+def _read_raw_manifest(storage: Storage) -> bytes:
     try:
-        raw = storage.get(MANIFEST)
+        return storage.get(MANIFEST)
     except ObjectNotFound:
         raise RepositoryNotFound(f"no repository at {storage.location} (no {MANIFEST})") from None
-    return parse_manifest(raw)
 
 
 def verify_head(
@@ -48,7 +52,8 @@ def verify_head(
 ) -> TrustedHead:
     """Run every check of the client, in its order; raise on the first failure."""
     at = at or dt.datetime.now(dt.UTC)
-    manifest, doc = read_manifest(storage)
+    raw = _read_raw_manifest(storage)
+    manifest, doc = parse_manifest(raw)
     if doc is None:
         raise SignatureError("manifest is not signed (no '--' separator)")
     name = fqrn or manifest.fqrn
@@ -71,7 +76,7 @@ def verify_head(
     fingerprint = certificate_fingerprint(certificate, manifest.root_catalog.algorithm)
     if not whitelist.allows(fingerprint):
         raise SignatureError(f"certificate {fingerprint.fingerprint()} is not in the whitelist")
-    return TrustedHead(manifest, whitelist, certificate, at)
+    return TrustedHead(manifest, whitelist, certificate, at, raw)
 
 
 def load_certificate_object(storage: Storage, manifest: Manifest) -> bytes:

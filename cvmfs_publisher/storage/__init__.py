@@ -1,19 +1,15 @@
-"""Where repository bytes live: a local directory, an HTTP server (read-only), S3."""
+"""Where repository bytes live: a local directory, an HTTP server (read-only), S3.
+
+Code above this layer opens storage with ``open_storage`` and talks to the ``Storage``
+interface (``base.py``: each method's contract is in its docstring); it never names a
+backend class. Retries, dry runs and fault injection are wrappers (``wrappers.py``);
+``add_wrapper`` / ``wrapped_by`` apply one to every storage ``open_storage`` opens.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from .base import Capabilities, LockInfo, ObjectStream, Storage
+from .factory import add_wrapper, open_storage, wrapped_by
 
-from .base import Storage
-from .http import HttpStorage
-from .local import LocalStorage
-
-
-def open_location(location: str, *, read_only: bool = False) -> Storage:
-    """A repository root given as a directory or an http(s) URL."""
-    if location.startswith(("http://", "https://")):
-        return HttpStorage(location)
-    return LocalStorage(Path(location), read_only=read_only)
-
-
-__all__ = ["HttpStorage", "LocalStorage", "Storage", "open_location"]
+__all__ = ["Capabilities", "LockInfo", "ObjectStream", "Storage", "add_wrapper",
+           "open_storage", "wrapped_by"]

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ObjectNotFound, RepositoryBusy, StorageError
-from .base import LockInfo, Storage
-from .key_names import check_key
+from .base import MANIFEST, Capabilities, LockInfo, ObjectStream, Storage
+from .key_names import check_key, check_put_key
 
 STAGING = "data/txn"
 LOCK_FILE = "data/txn/publish.lock"
@@ -27,12 +27,14 @@ class LocalStorage(Storage):
 
     The publish lock is an ``flock`` on ``data/txn/publish.lock``: the kernel drops it
     when the holder dies, so a killed publisher never leaves the repository locked.
+    ``list`` hides ``data/txn``. Thread-safe: every write goes to its own temporary file.
     """
 
     def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self.root = root
         self.read_only = read_only
         self._directories: set[Path] = set()  # known to exist: saves a mkdir per object
+        self._held: int | None = None  # the lock file's descriptor while ``lock`` holds it
 
     @property
     def location(self) -> str:
@@ -49,16 +51,57 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot read {key} in {self.root}: {exc.strerror}") from None
 
+    def open(self, key: str) -> ObjectStream:
+        """The file itself: served and hashed without reading it into memory."""
+        path = self._path(key)
+        try:
+            handle = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFound(f"{key} not found in {self.root}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {key} in {self.root}: {exc.strerror}") from None
+        return ObjectStream(handle, os.fstat(handle.fileno()).st_size, f"{key} in {self.root}")
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
-
-    def local_path(self, key: str) -> Path:
-        """Where a key lives on disk, for serving files without reading them into memory."""
-        return self._path(key)
 
     def put(self, key: str, data: bytes) -> None:
         if self.read_only:
             self._refuse_write()
+        self._write(check_put_key(key), data)
+
+    def put_manifest(self, data: bytes, previous: bytes | None) -> None:
+        """Compare and rename under the flock: no other publisher can switch in between."""
+        if self.read_only:
+            self._refuse_write()
+        with self._locked_for_switch():
+            try:
+                current: bytes | None = self._path(MANIFEST).read_bytes()
+            except FileNotFoundError:
+                current = None
+            except OSError as exc:
+                raise StorageError(f"cannot read {MANIFEST} in {self.root}: "
+                                   f"{exc.strerror}") from None
+            if current != previous:
+                raise StorageError(f"{self.root}: the manifest changed since this publish "
+                                   "started; nothing was published")
+            self._write(MANIFEST, data)
+
+    @contextlib.contextmanager
+    def _locked_for_switch(self) -> Iterator[None]:
+        """The publish lock this storage holds, or, outside ``lock``, the flock just for now."""
+        if self._held is not None:
+            yield
+            return
+        fd = self._open_lock_file()
+        try:
+            self._acquire(fd, wait=False)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write(self, key: str, data: bytes) -> None:
+        """Write to ``data/txn`` and rename into place, so readers never see a prefix."""
         target = self._path(key)
         staging = self.root / STAGING
         tmp = staging / f"{target.name[:40]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
@@ -122,16 +165,17 @@ class LocalStorage(Storage):
         finally:
             os.close(fd)
 
+    def capabilities(self) -> Capabilities:
+        return Capabilities(conditional_writes=True, lock="none" if self.read_only else "flock",
+                            listable=True)
+
     @contextlib.contextmanager
     def lock(self, owner: str, *, wait: bool = False) -> Iterator[None]:
         if self.read_only:
             self._refuse_write()
-        path = self.root / LOCK_FILE
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StorageError(f"cannot open lock file {path}: {exc.strerror}") from None
+        if self._held is not None:
+            raise StorageError(f"{self.root}: this storage already holds the publish lock")
+        fd = self._open_lock_file()
         try:
             self._acquire(fd, wait)
             info = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
@@ -139,11 +183,21 @@ class LocalStorage(Storage):
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
             self._remove_stale_staging()
+            self._held = fd
             yield
         finally:
+            self._held = None
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
             os.close(fd)  # closing drops the flock
+
+    def _open_lock_file(self) -> int:
+        path = self.root / LOCK_FILE
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot open lock file {path}: {exc.strerror}") from None
 
     def _acquire(self, fd: int, wait: bool) -> None:
         try:

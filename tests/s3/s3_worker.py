@@ -1,7 +1,7 @@
 """A publisher in its own process, for the S3 concurrency and lease tests.
 
 Usage (credentials come from the environment, never from these arguments):
-    s3_worker.py publish SETTINGS.json WORKDIR INDEX   -> one JSON line on stdout
+    s3_worker.py publish SETTINGS.json WORKDIR INDEX   -> one JSON line on stdout (4 workers)
     s3_worker.py die-holding SETTINGS.json WORKDIR     -> takes the lease, then SIGKILLs itself
 """
 
@@ -21,6 +21,7 @@ from cvmfs_publisher.sources import open_source
 from cvmfs_publisher.storage.s3 import S3Settings, S3Storage
 
 FQRN = "sw.example.org"
+WORKERS = 4
 
 
 def wait_for(path: Path, timeout: float = 60) -> None:
@@ -32,24 +33,26 @@ def wait_for(path: Path, timeout: float = 60) -> None:
 
 
 def publish(storage: S3Storage, work: Path, index: int) -> dict:
+    """Try once, and if busy, wait; everyone's first try happens while one holds the lease."""
     repo = NativeRepository(storage, FQRN, keys_dir=work / "keys",
                             options=EngineOptions(cache_dir=work / f"cache{index}", workers=2))
     (work / f"ready{index}").touch()
     wait_for(work / "go")
-    busy = False
     try:
         return run_publish(repo, work, index, wait=False) | {"busy": False}
     except RepositoryBusy:
-        busy = True
-    return run_publish(repo, work, index, wait=True) | {"busy": busy}
+        (work / f"tried{index}").touch()
+    return run_publish(repo, work, index, wait=True) | {"busy": True}
 
 
 def run_publish(repo: NativeRepository, work: Path, index: int, *, wait: bool) -> dict:
     entries, _ = open_source(work / f"src{index}")
     with repo.transaction(wait=wait) as txn:
         acquired = time.time()
+        (work / f"tried{index}").touch()
+        for other in range(WORKERS):  # hold the lease until every other one collided with it
+            wait_for(work / f"tried{other}")
         txn.replace(f"/p{index}", entries)
-        time.sleep(0.3)  # hold the lease long enough for the others to collide with it
         result = txn.commit(message=f"publisher {index}")
         committed = time.time()
     return {"index": index, "revision": result.revision, "acquired": acquired,

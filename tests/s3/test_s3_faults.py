@@ -16,11 +16,12 @@ from cvmfs_publisher.entries import Entry
 from cvmfs_publisher.errors import StorageError
 from cvmfs_publisher.sources import open_source
 from cvmfs_publisher.storage.s3 import S3Storage
+from cvmfs_publisher.storage.wrappers import StorageWrapper
 
 from .s3kit import BUCKET, FQRN, published_files, sample_files, write_tree
 
 
-class StopBeforeManifest(S3Storage):
+class StopBeforeManifest(StorageWrapper):
     """Stops the server at the durability barrier: reflog written, manifest not yet."""
 
     server = None
@@ -42,7 +43,7 @@ def stop_after(entries: Iterator[Entry], count: int, stop) -> Iterator[Entry]:
 
 @pytest.mark.parametrize("moment", ["objects", "manifest"])
 def test_server_stops_during_publish(seaweed, s3_settings, new_repo, publish, tmp_path, moment):
-    storage = StopBeforeManifest(s3_settings, FQRN)
+    storage = StopBeforeManifest(S3Storage(s3_settings, FQRN))
     repo = new_repo(storage)
     repo.create()
     first = sample_files("first")

@@ -12,14 +12,17 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 import pytest
 
-from cvmfs_publisher.errors import RepositoryBusy, StorageError
+from cvmfs_publisher.errors import InvalidPath, RepositoryBusy, StorageError
 from cvmfs_publisher.storage.base import MANIFEST
 from cvmfs_publisher.storage.s3 import (
     LEASE,
+    LeaseState,
     S3Settings,
     S3Storage,
     probe_conditional_writes,
@@ -63,7 +66,7 @@ def test_live_lease_blocks_others(s3_settings):
 
 
 def test_renewed_lease_outlives_its_ttl_and_waiters_get_it_after(s3_settings):
-    """A 3 s lease held for 4.5 s stays valid (renewed); a waiter gets it once released."""
+    """A 3 s lease held past its ttl stays valid (renewed); a waiter gets it once released."""
     settings = dataclasses.replace(s3_settings, lease_seconds=3)
     holder, waiter = S3Storage(settings, FQRN), S3Storage(settings, FQRN)
     acquired: list[float] = []
@@ -73,11 +76,12 @@ def test_renewed_lease_outlives_its_ttl_and_waiters_get_it_after(s3_settings):
             acquired.append(time.monotonic())
 
     with holder.lock("holder"):
-        first = holder.etag(LEASE)
+        first = waiter.read_lease()
         thread = threading.Thread(target=wait_for_lease)
         thread.start()
-        time.sleep(4.5)
-        assert holder.etag(LEASE) != first  # rewritten by the renewal thread
+        state = wait_until(lambda: _outlived(waiter.read_lease(), settings.lease_seconds))
+        assert state.etag != first.etag, "only a renewal rewrites the lease"
+        assert not state.expired, f"renewed {state.age:.1f} s ago, ttl {state.ttl:.0f} s"
         with pytest.raises(RepositoryBusy), waiter.lock("impatient"):
             pass
         assert not acquired
@@ -86,21 +90,69 @@ def test_renewed_lease_outlives_its_ttl_and_waiters_get_it_after(s3_settings):
     assert acquired and acquired[0] >= released
 
 
+def _outlived(state: LeaseState | None, ttl: float) -> LeaseState | None:
+    """The lease, once it was created more than ``ttl`` seconds ago."""
+    return state if state is not None and time.time() - state.info.since > ttl + 0.5 else None
+
+
 def test_killed_publishers_lease_expires_and_is_taken_over(s3_settings, tmp_path, caplog):
-    settings = dataclasses.replace(s3_settings, lease_seconds=3)
-    config = settings_file(settings, tmp_path / "settings.json")
+    """Expiry is judged by the server's clock, here moved on in the answers' Date header."""
+    config = settings_file(s3_settings, tmp_path / "settings.json")  # 60 s lease
     proc = worker("die-holding", config, tmp_path)
     proc.communicate(timeout=60)
     assert proc.returncode == -9 and (tmp_path / "holding").exists()
-    storage = S3Storage(settings, FQRN)
+    storage = S3Storage(s3_settings, FQRN)
+    clock = ServerClock(storage)
     with pytest.raises(RepositoryBusy, match="ghost publisher"), storage.lock("me"):
         pass
-    start = time.monotonic()
-    with caplog.at_level(logging.WARNING), storage.lock("me", wait=True):
-        waited = time.monotonic() - start
-        assert storage.lock_holder().owner == "me"
-    assert 0.5 < waited < 15
+    clock.offset = s3_settings.lease_seconds - 10  # old, but not yet expired
+    soon = r"its lease expires in (10|[5-9]) s"
+    with pytest.raises(RepositoryBusy, match=soon), storage.lock("me"):
+        pass
+
+    got: list[str] = []
+
+    def wait_for_lease() -> None:
+        with storage.lock("me", wait=True):
+            got.append(storage.lock_holder().owner)
+
+    with caplog.at_level(logging.WARNING):
+        thread = threading.Thread(target=wait_for_lease)
+        reads = clock.reads
+        thread.start()
+        wait_until(lambda: clock.reads > reads + 1)  # the waiter looked, and looked again
+        assert not got, "the lease is not expired yet"
+        clock.offset = s3_settings.lease_seconds + 1
+        thread.join(30)
+    assert got == ["me"]
     assert "took over the expired publish lease of ghost publisher" in caplog.text
+
+
+class ServerClock:
+    """Moves the ``Date`` of the server's GetObject answers ``offset`` seconds ahead."""
+
+    def __init__(self, storage: S3Storage) -> None:
+        self.offset = 0.0
+        self.reads = 0
+        storage.client.meta.events.register("after-call.s3.GetObject", self._shift)
+
+    def _shift(self, parsed: dict, **_kwargs: object) -> None:
+        headers = parsed.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if "date" in headers:
+            self.reads += 1
+            moved = parsedate_to_datetime(headers["date"]) + timedelta(seconds=self.offset)
+            headers["date"] = format_datetime(moved, usegmt=True)
+
+
+def wait_until(condition, timeout: float = 30):  # type: ignore[no-untyped-def]
+    """Poll ``condition`` until it returns something true; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {condition}")
 
 
 def test_break_lock_removes_any_lease(s3_settings, tmp_path):
@@ -129,7 +181,7 @@ def test_publisher_whose_lease_was_broken_cannot_publish(s3_repo, s3_settings, n
         rescuer = new_repo(S3Storage(s3_settings, FQRN))
         assert rescuer.storage.break_lock().owner.endswith(f"publishing {FQRN}")
         publish(rescuer, "/rescue", {"r.txt": b"rescue\n"})
-        with pytest.raises(StorageError, match="manifest changed while this publish held"):
+        with pytest.raises(StorageError, match="manifest changed since this publish started"):
             txn.commit()
     head = rescuer.head().manifest
     assert head.revision == 1
@@ -142,13 +194,29 @@ def test_publisher_whose_lease_was_broken_cannot_publish(s3_repo, s3_settings, n
 def test_manifest_write_is_conditional_while_holding(s3_settings):
     a, b = S3Storage(s3_settings, FQRN), S3Storage(s3_settings, FQRN)
     with a.lock("a"):
-        a.put(MANIFEST, b"first")
-        a.put(MANIFEST, b"second")  # our own writes keep the condition up to date
+        a.put_manifest(b"first", None)
+        a.put_manifest(b"second", b"first")  # our own switches keep the condition up to date
     with a.lock("a"):
-        b.put(MANIFEST, b"sneaked in without the lease")
-        with pytest.raises(StorageError, match="manifest changed"):
-            a.put(MANIFEST, b"third")
+        b.put_manifest(b"sneaked in without the lease", b"second")
+        # a's own bytes check passes (it started from "second"): the server's If-Match refuses
+        with pytest.raises(StorageError, match="manifest changed since this publish started"):
+            a.put_manifest(b"third", b"second")
+        with pytest.raises(StorageError, match="manifest changed since this publish started"):
+            a.put_manifest(b"third", b"sneaked in without the lease")
     assert b.get(MANIFEST) == b"sneaked in without the lease"
+
+
+def test_manifest_switch_without_the_lease_is_compare_and_swap(s3_settings):
+    storage = S3Storage(s3_settings, FQRN)
+    with pytest.raises(InvalidPath, match="only replaced with put_manifest"):
+        storage.put(MANIFEST, b"by accident")
+    storage.put_manifest(b"one", None)
+    with pytest.raises(StorageError, match="manifest changed"):
+        storage.put_manifest(b"two", None)  # If-None-Match: there is one already
+    with pytest.raises(StorageError, match="manifest changed"):
+        storage.put_manifest(b"two", b"not the current one")
+    storage.put_manifest(b"two", b"one")
+    assert storage.get(MANIFEST) == b"two"
 
 
 def test_probe_conditional_writes(s3_storage):
@@ -178,13 +246,15 @@ def test_emulated_lease_without_conditional_writes(s3_settings):
     with a.lock("a"):
         with pytest.raises(RepositoryBusy), b.lock("b"):
             pass
-        a.put(MANIFEST, b"m")
+        a.put_manifest(b"m", None)
     with b.lock("b"):
         pass
 
 
 def test_four_publishers_at_once(s3_repo, s3_settings, tmp_path):
-    """Separate processes, one bucket: serialized by the lease, every path in the result."""
+    """Separate processes, one bucket: serialized by the lease, every path in the result.
+
+    The first holder keeps the lease until the three others have each been refused once."""
     config = settings_file(s3_settings, tmp_path / "settings.json")
     for i in range(4):
         write_tree(tmp_path / f"src{i}", sample_files(f"publisher {i}", count=3))
@@ -200,7 +270,7 @@ def test_four_publishers_at_once(s3_repo, s3_settings, tmp_path):
         assert proc.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert sorted(r["revision"] for r in results) == [1, 2, 3, 4]
-    assert any(r["busy"] for r in results)  # they did collide, and waited
+    assert sorted(r["busy"] for r in results) == [False, True, True, True]  # 3 waited
     spans = sorted((r["acquired"], r["committed"]) for r in results)
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start, "two publishers held the lease at the same time"

@@ -13,7 +13,8 @@ import requests
 from cvmfs_publisher.cvmfs.hashes import Algorithm, ContentHash, Suffix
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
-from cvmfs_publisher.errors import ConfigError, StorageError, TagError
+from cvmfs_publisher.errors import ConfigError, ObjectNotFound, StorageError, TagError
+from cvmfs_publisher.storage import Capabilities
 from cvmfs_publisher.storage.base import MANIFEST
 from cvmfs_publisher.storage.http import HttpStorage
 from cvmfs_publisher.storage.s3 import S3Settings, S3Storage
@@ -161,11 +162,37 @@ def test_multipart_for_large_objects(s3_settings):
     assert anonymous.status_code == 200 and anonymous.content == data
 
 
+def test_open_streams_the_body_with_its_size(s3_storage):
+    data = os.urandom(3 * MiB + 5)
+    key = ContentHash.of(data, Algorithm.SHA1).object_key(Suffix.NONE)
+    s3_storage.put(key, data)
+    with s3_storage.open(key) as stream:
+        assert stream.size == len(data)
+        stream.skip(MiB)
+        assert stream.read(5) == data[MiB:MiB + 5]
+        assert b"".join(stream) == data[MiB + 5:]
+    with pytest.raises(ObjectNotFound):
+        s3_storage.open("data/00/" + "0" * 38)
+
+
+def test_capabilities_and_locking_check(s3_settings):
+    storage = S3Storage(s3_settings, FQRN)
+    assert storage.capabilities() == Capabilities(parallelism=8, conditional_writes=True,
+                                                  lock="lease", listable=True)
+    assert storage.check_locking() is None  # SeaweedFS honours If-None-Match and If-Match
+    assert S3Storage(s3_settings, FQRN, read_only=True).capabilities().lock == "none"
+    emulated = S3Storage(dataclasses.replace(s3_settings, conditional_writes=False), FQRN)
+    assert not emulated.capabilities().conditional_writes
+    assert "run a single publisher" in (emulated.check_locking() or "")
+
+
 def test_read_only_storage_refuses_writes(s3_repo, s3_settings, publish, new_repo):
     publish(s3_repo, "/sw/r", {"f": b"r\n"})
     storage = S3Storage(s3_settings, FQRN, read_only=True)
     with pytest.raises(StorageError, match="read-only"):
         storage.put(MANIFEST, b"x")
+    with pytest.raises(StorageError, match="read-only"):
+        storage.put_manifest(b"x", storage.get(MANIFEST))
     with pytest.raises(StorageError, match="read-only"), storage.lock("me"):
         pass
     assert new_repo(storage).verify().ok

@@ -73,7 +73,9 @@ def test_bad_urls(url, error):
     ({"bucket": "bkt", "addressing_style": "dns"}, "addressing_style must be one of"),
     ({"bucket": "bkt", "retry_mode": "forever"}, "retry_mode must be one of"),
     ({"bucket": "bkt", "parallelism": 0}, "parallelism must be at least 1"),
-    ({"bucket": "bkt", "parallelism": "many"}, "parallelism must be a number"),
+    ({"bucket": "bkt", "parallelism": "many"}, "parallelism must be an integer"),
+    ({"bucket": "bkt", "parallelism": 2.5}, "parallelism must be an integer"),
+    ({"bucket": "bkt", "read_timeout": "soon"}, "read_timeout must be a number"),
     ({"bucket": "bkt", "endpoint": "127.0.0.1:8333"}, "endpoint must be an http"),
     ({"bucket": "bkt", "conditional_writes": "maybe"}, "true or false"),
 ])
