@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fixturedata import FIXTURE_VALID_AT
-from tamper import FQRN, key_file, open_repository
+from tamper import FQRN, Resigner, key_file, open_repository
 
 from cvmfs_publisher.cli import main
 from cvmfs_publisher.cvmfs.manifest import parse_manifest
@@ -200,15 +200,27 @@ def test_cli_resign_of_an_unconfigured_directory(fixture_copy: Path, cli) -> Non
     assert cli("verify", *read_args(fixture_copy)).code == 0
 
 
-def test_verify_without_as_of_is_strict(fixture_copy: Path, cli) -> None:
-    """No --as-of means now: valid only while upstream's whitelist is (never weakened)."""
-    result = cli("verify", *read_args(fixture_copy))
+def test_verify_without_as_of_is_strict(fixture_copy: Path, tmp_path: Path, cli) -> None:
+    """No --as-of means now (never weakened), whatever day the test runs: the copy's
+    whitelist is re-signed with the master key to have expired 10 days ago, then afresh."""
+    resigner = Resigner(fixture_copy, tmp_path / "resign")
+    now = dt.datetime.now(dt.UTC)
+    resigner.sign_whitelist(now=now - dt.timedelta(days=40), days=30)
     whitelist, _ = parse_whitelist((fixture_copy / "storage" / ".cvmfswhitelist").read_bytes())
-    if whitelist.valid_at(dt.datetime.now(dt.UTC)):
-        assert result.code == 0, result.out
-    else:
-        assert result.code == 1
-        assert "whitelist expired" in result.out
+    assert whitelist.expires < now - dt.timedelta(days=9)
+    result = cli("verify", *read_args(fixture_copy))
+    assert result.code == 1
+    assert f"problem: whitelist expired on {whitelist.expires:%Y-%m-%d %H:%M:%S} UTC" \
+        in result.out
+    assert "FAILED: 1 problem(s)" in result.out
+    # Only the date decided: as of a moment inside that whitelist's window it verifies.
+    inside = (whitelist.created + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    result = cli("verify", *read_args(fixture_copy, "--as-of", inside))
+    assert result.code == 0, result.out
+    resigner.sign_whitelist(now=now)
+    result = cli("verify", *read_args(fixture_copy))
+    assert result.code == 0, result.out
+    assert result.out.startswith("OK: ref.local.repo revision 5")
 
 
 # -- over HTTP -----------------------------------------------------------------------------------
@@ -263,8 +275,13 @@ def test_http_cli(served: str, fixture_copy: Path, cli, expected: list[dict]) ->
 
 
 def test_reading_does_not_change_the_copy(fixture_copy: Path, fixture_dir: Path, cli) -> None:
-    cli("ls", "-R", "--json", "--hash", *read_args(fixture_copy, "--as-of", AS_OF))
-    cli("verify", *read_args(fixture_copy, "--as-of", AS_OF))
+    # Both must really read the whole copy, or "unchanged" would prove nothing.
+    listed = cli("ls", "-R", "--json", "--hash", *read_args(fixture_copy, "--as-of", AS_OF))
+    assert listed.code == 0, listed.err
+    assert len(json.loads(listed.out)) == 43
+    verified = cli("verify", *read_args(fixture_copy, "--as-of", AS_OF))
+    assert verified.code == 0 and verified.out.startswith("OK: ref.local.repo revision 5: "
+                                                          "3 catalogs, 46 entries"), verified.out
     before = {p.relative_to(fixture_dir): p.read_bytes()
               for p in (fixture_dir / "storage").rglob("*") if p.is_file()}
     after = {p.relative_to(fixture_copy): p.read_bytes()

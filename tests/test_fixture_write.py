@@ -30,13 +30,18 @@ from cvmfs_publisher.cvmfs.hashes import ContentHash, Suffix, path_key
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.reader import RepositoryReader
 from cvmfs_publisher.engine.repository import NativeRepository
-from cvmfs_publisher.engine.staging import Owner
 from cvmfs_publisher.engine.views import client_view, repository_entries
-from cvmfs_publisher.entries import Kind
+from cvmfs_publisher.entries import Kind, Owner
 from cvmfs_publisher.storage.local import LocalStorage
 
 MOUNTPOINTS = ("", "/nested", "/sw/pkg/1.0")
 PKG = "/sw/pkg/1.0"
+# What the fixture's current revision holds, so no loop below can pass by being empty:
+# catalog rows (34 + 5 + 7 = the 46 entries verify counts), chunk rows (the 20 MB file's
+# two chunks) and nested catalog references, per catalog.
+CATALOG_ROWS = {"": 34, "/nested": 5, PKG: 7}
+CHUNK_ROWS = {"": 0, "/nested": 2, PKG: 0}
+NESTED = {"": ["/nested", PKG], "/nested": [], PKG: []}
 # Properties whose values legitimately differ: ``last_modified`` is the time of the
 # publish; ``revision`` counts the publishes of that catalog (upstream needed five to
 # build the fixture, we need one); ``previous_revision`` names the catalog this one
@@ -164,7 +169,7 @@ def test_every_column_of_every_catalog_row(readers, mountpoint: str) -> None:  #
     upstream, ours = (catalogs(r)[mountpoint] for r in readers)
     want, got = rows_by_key(upstream), rows_by_key(ours)
     assert column_names(ours.conn, "catalog") == column_names(upstream.conn, "catalog")
-    assert len(want) > 1
+    assert len(want) == CATALOG_ROWS[mountpoint]
     assert sorted(got) == sorted(want)
     if mountpoint == "":
         # The root entry's mtime is set when the repository is created (upstream: at mkfs,
@@ -186,6 +191,7 @@ def test_chunk_rows(readers, mountpoint: str) -> None:  # type: ignore[no-untype
     upstream, ours = (catalogs(r)[mountpoint] for r in readers)
     query = "SELECT * FROM chunks ORDER BY md5path_1, md5path_2, offset"
     want = upstream.conn.execute(query).fetchall()
+    assert len(want) == CHUNK_ROWS[mountpoint]
     assert ours.conn.execute(query).fetchall() == want
     assert column_names(ours.conn, "chunks") == column_names(upstream.conn, "chunks")
     if mountpoint == "/nested":
@@ -202,6 +208,7 @@ def test_nested_catalog_rows(readers, mountpoint: str) -> None:  # type: ignore[
     # Path and (uncompressed) size agree. The hash differs legitimately: a catalog's bytes
     # include its properties (last_modified, revision, previous_revision) and, for the root
     # catalog, the root entry's mtime, so the same content gets a different object name.
+    assert [p for p, _, _ in want] == NESTED[mountpoint]
     assert [(p, s) for p, _, s in got] == [(p, s) for p, _, s in want]
     for path, sha1, size in got:
         child = catalogs(our_reader)[path]
@@ -216,6 +223,7 @@ def test_all_24_statistics_counters(readers, mountpoint: str) -> None:  # type: 
     upstream, ours = (catalogs(r)[mountpoint] for r in readers)
     query = "SELECT counter, value FROM statistics"
     want = dict(upstream.conn.execute(query).fetchall())
+    assert len(COUNTER_NAMES) == 24
     assert sorted(want) == sorted(COUNTER_NAMES)
     assert dict(ours.conn.execute(query).fetchall()) == want
 
@@ -392,6 +400,7 @@ def test_second_publish_changes_only_the_replaced_subtree(published: Published,
         # Outside the subtree: every row of the root catalog is identical, except the
         # mountpoint row of the replaced catalog, which mirrors the new nested root.
         root_before, root_after = before["rows"][""], after["rows"][""]
+        assert len(root_before) == CATALOG_ROWS[""]
         assert sorted(root_after) == sorted(root_before)
         for key, row in root_before.items():
             if key != mount:
@@ -435,7 +444,9 @@ def test_materialized_source_is_faithful(published: Published, tmp_path: Path) -
     reader = published.ours(tmp_path / "cache").reader()
     try:
         materialize(reader, PKG, tmp_path / "pkg")
-        for path, entry in reader.walk(PKG):
+        walked = list(reader.walk(PKG))
+        assert len(walked) == CATALOG_ROWS[PKG]
+        for path, entry in walked:
             local = tmp_path / "pkg" / path[len(PKG) + 1:]
             st = local.lstat()
             assert stat.S_IMODE(st.st_mode) == stat.S_IMODE(entry.mode), path

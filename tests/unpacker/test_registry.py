@@ -36,25 +36,52 @@ def test_basic_auth_from_docker_config(registries, images, isolated_home, make_r
     caplog.set_level(logging.DEBUG)
     good = run_unpack(make_repo(), None, [ref])
     assert good.ok and good.outcomes[0].status == "unpacked"
+    assert "/v2/test/small/manifests/v0" in caplog.text  # logs were captured: the check has teeth
     assert PASSWORD not in caplog.text and "wrong" not in str(wrong.outcomes)
 
 
-def _token_count(registries) -> int:
-    return registries.token_log.read_text().count("token user=")
+def _token_lines(registries) -> list[str]:
+    """What the token server saw, one line per answer: issued (``token``) or ``refused``."""
+    return [line for line in registries.token_log.read_text().splitlines()
+            if line.startswith(("token ", "refused "))]
 
 
-def test_bearer_token_anonymous_cached_and_refreshed(registries, images):
+class _Clock:
+    """Stands in for the ``time`` module of ``unpacker.registry``: the test moves
+    ``monotonic``, so token lifetimes pass without waiting; ``sleep`` stays real."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def test_bearer_token_anonymous_cached_and_refreshed(registries, images, monkeypatch):
+    import unpacker.registry
+    clock = _Clock()
+    monkeypatch.setattr(unpacker.registry, "time", clock)
     client = RegistryClient(CredentialStore())
     ref = parse_reference(f"{registries.token}/test/small:v0")
-    before = _token_count(registries)
+    issued = "token user=- scopes=['repository:test/small:pull']"
+    before = len(_token_lines(registries))
     client.get_manifest(ref)
     client.head_manifest(ref)
     client.get_manifest(ref)
-    assert _token_count(registries) == before + 1  # cached per registry and scope
-    time.sleep(3.4)  # the test token server's tokens live 4 s; refreshed at 80 %
+    assert _token_lines(registries)[before:] == [issued]  # cached per registry and scope
+    # The registry accepts the token for its whole lifetime (the server's JWTs expire
+    # with expires_in), so a new token can only come from the client's refresh at 80 %.
+    refresh_after = registries.token_lifetime * 0.8
+    clock.now += refresh_after - 1
     client.get_manifest(ref)
-    assert _token_count(registries) == before + 2
-    assert "user=-" in registries.token_log.read_text().splitlines()[-1]
+    assert _token_lines(registries)[before:] == [issued]  # still cached just before 80 %
+    clock.now += 2
+    body, _type, _digest = client.get_manifest(ref)
+    assert json.loads(body)["schemaVersion"] == 2
+    assert _token_lines(registries)[before:] == [issued, issued]  # refreshed past 80 %
 
 
 def test_bearer_token_with_ducc_style_environment(registries, images, make_repo):
@@ -69,11 +96,21 @@ def test_bearer_token_with_ducc_style_environment(registries, images, make_repo)
         assert json.loads(blob.read())["architecture"] == "amd64"
 
 
-def test_wrong_token_credentials_fall_back_to_anonymous(registries, images):
+def test_wrong_token_credentials_fall_back_to_anonymous(registries, images, caplog):
     env = {"DUCC_AUTH_REGISTRIES": "x", "DUCC_x_IDENT": "127.0.0.1", "DUCC_x_USER": USER,
            "DUCC_x_PASS": "nope"}
     client = RegistryClient(CredentialStore.from_environment(env))
-    client.get_manifest(parse_reference(f"{registries.token}/test/small:v1"))
+    before = len(_token_lines(registries))
+    body, _type, digest = client.get_manifest(parse_reference(f"{registries.token}/test/small:v1"))
+    # The token server saw our (wrong) credentials first, then an anonymous request.
+    assert _token_lines(registries)[before:] == [
+        f"refused user={USER}", "token user=- scopes=['repository:test/small:pull']"]
+    assert "refused our credentials; trying anonymously" in caplog.text
+    assert "nope" not in caplog.text
+    # and what came back is the image's manifest, as the plain registry serves it
+    plain = RegistryClient(CredentialStore()).get_manifest(
+        parse_reference(f"{registries.plain}/test/small:v1"))
+    assert (body, digest) == (plain[0], plain[2])
 
 
 def test_plain_http_only_for_loopback_or_insecure():
@@ -90,7 +127,7 @@ def test_plain_http_only_for_loopback_or_insecure():
 
 def test_unknown_registry_is_an_error(registries):
     client = RegistryClient(CredentialStore())
-    with pytest.raises(RegistryError):
+    with pytest.raises(RegistryError, match=r"test/nothing:1: manifest request answered 404"):
         client.get_manifest(parse_reference(f"{registries.plain}/test/nothing:1"))
 
 

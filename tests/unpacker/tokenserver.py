@@ -2,7 +2,8 @@
 
 Usage: ``python tokenserver.py PORT CERT_PEM_OUT USERS_JSON [EXPIRES_IN]``; anonymous
 callers get pull, known users (Basic auth, ``{"user": "password"}``) pull and push.
-Every issued token is logged to stdout as one line, so tests can count refreshes.
+Every issued token (``token user=...``) and every refused request (``refused user=...``)
+is logged to stdout as one line, before the answer is sent, so tests can count refreshes.
 """
 
 from __future__ import annotations
@@ -62,10 +63,15 @@ def main() -> None:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
             return user if users.get(user) == password else ""
 
+        def _claimed_user(self) -> str:
+            header = self.headers.get("Authorization", "")
+            return base64.b64decode(header[6:]).decode().partition(":")[0]
+
         def do_GET(self) -> None:
             query = parse_qs(urlsplit(self.path).query)
             user = self._user()
             if user == "":
+                print(f"refused user={self._claimed_user()}", flush=True)
                 self.send_response(401)
                 self.end_headers()
                 return
