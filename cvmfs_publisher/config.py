@@ -20,6 +20,14 @@ repositories:
     workers: 4
     whitelist_days: 30
     s3: {endpoint: http://127.0.0.1:8333, region: us-east-1}   # for s3:// storage
+  sw.classic.org:                     # a classic Stratum 0 run by cvmfs_server on this host
+    backend: cvmfs_server
+    storage: /srv/cvmfs               # where clients read it: Stratum 0 root or URL
+    keys: /etc/cvmfs/keys             # holds <name>.pub
+    command: sudo -n cvmfs_server     # how to call it (default: cvmfs_server)
+    mount_root: /cvmfs                # its writable union mount lives at <mount_root>/<name>
+    spool_root: /var/spool/cvmfs      # its read-only mount of the published revision
+    gateway: false                    # true: transactions lease only the changed subtree
 ```
 """
 
@@ -36,15 +44,19 @@ import yaml
 from .cvmfs.names import check_fqrn
 from .engine.chunking import ChunkPolicy
 from .engine.options import EngineOptions, default_cache_dir
-from .engine.staging import Owner
+from .entries import Owner
 from .errors import ConfigError, InvalidName
+from .values import to_bool, to_int
 
 CONFIG_ENV = "CVMFS_PUBLISHER_CONFIG"
 ENV_PREFIX = "CVMFS_PUBLISHER_"
 INT_SETTINGS = ("compression_level", "ttl", "workers", "whitelist_days", "autocatalog_max",
                 "autocatalog_min")
-BOOL_SETTINGS = ("auto_tag", "chunking")
-KNOWN = {"storage", "keys", "owner", "s3", "release_catalogs", *INT_SETTINGS, *BOOL_SETTINGS}
+BOOL_SETTINGS = ("auto_tag", "chunking", "gateway")
+BACKENDS = ("native", "cvmfs_server")
+CLASSIC_SETTINGS = ("command", "mount_root", "spool_root", "gateway")
+KNOWN = {"storage", "keys", "backend", "owner", "s3", "release_catalogs", *INT_SETTINGS,
+         *BOOL_SETTINGS, *CLASSIC_SETTINGS}
 
 
 def config_home() -> Path:
@@ -72,14 +84,26 @@ class RepositoryConfig:
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def backend(self) -> str:
+        return str(self.settings.get("backend", "native"))
+
+    @property
     def is_s3(self) -> bool:
         return self.storage.startswith("s3://")
 
     def location(self) -> str:
-        """Where the repository itself lives: ``<storage>/<name>`` as a Stratum 0 serves it."""
-        if self.is_s3:
+        """Where the repository itself lives: ``<storage>/<name>`` as a Stratum 0 serves it.
+
+        An s3:// or http(s):// storage already names the repository.
+        """
+        if self.storage.startswith(("s3://", "http://", "https://")):
             return self.storage
         return str(Path(self.storage) / self.name)
+
+    def with_settings(self, overrides: dict[str, Any]) -> RepositoryConfig:
+        """A copy with some settings replaced (command-line flags beat the file)."""
+        merged = {**self.settings, **{k: v for k, v in overrides.items() if v is not None}}
+        return RepositoryConfig(self.name, self.storage, self.keys, merged)
 
     def setting(self, key: str, default: Any = None) -> Any:
         """Environment ``CVMFS_PUBLISHER_<KEY>`` overrides the file."""
@@ -119,18 +143,9 @@ class RepositoryConfig:
 
 def _coerce(key: str, value: Any, where: str) -> Any:
     if key in INT_SETTINGS:
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: {key} must be an integer, not {value!r}") from None
+        return to_int(value, f"{where}: {key}")
     if key in BOOL_SETTINGS:
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("1", "true", "yes", "on"):
-            return True
-        if str(value).lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{where}: {key} must be true or false, not {value!r}")
+        return to_bool(value, f"{where}: {key}")
     return value
 
 
@@ -201,6 +216,9 @@ def _parse(path: Path, data: Any) -> dict[str, RepositoryConfig]:
         unknown = set(entry) - KNOWN
         if unknown:
             raise ConfigError(f"{where}: unknown settings {sorted(unknown)}")
+        if entry.get("backend", "native") not in BACKENDS:
+            raise ConfigError(f"{where}: backend must be one of {', '.join(BACKENDS)}, not "
+                              f"{entry.get('backend')!r}")
         settings = {k: _coerce(k, v, where) for k, v in entry.items() if k not in ("storage",
                                                                                     "keys")}
         result[str(name)] = RepositoryConfig(str(name), str(entry["storage"]),

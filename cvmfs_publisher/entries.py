@@ -5,7 +5,7 @@ and ``""`` names the target directory itself. Contract for producers and consume
 content of a regular-file entry is readable only until the next entry is requested, so a
 tarball or an image layer never has to be unpacked to disk; the consumer reads it at once.
 A producer that must read content before it knows the final tree (image layers with
-whiteouts) stores it early with ``Transaction.store`` and sets ``Entry.stored``.
+whiteouts) stores it early with ``PublishSession.store`` and sets ``Entry.stored``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from .errors import InvalidPath
-
-if TYPE_CHECKING:
-    from .engine.pipeline import PendingFile
 
 
 class Kind(enum.Enum):
@@ -34,6 +31,12 @@ class Kind(enum.Enum):
 
 
 SPECIAL_KINDS = (Kind.FIFO, Kind.CHAR, Kind.BLOCK)
+
+
+class StoredContent(Protocol):
+    """A file's bytes already handed to a publish session (``PublishSession.store``)."""
+
+    size: int
 
 
 class Content(Protocol):
@@ -91,6 +94,24 @@ class OpenerContent:
         return self.opener()
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Replace every uid/gid, as ``cvmfs_server ingest -u/-g`` does."""
+
+    uid: int
+    gid: int
+
+    @classmethod
+    def parse(cls, text: str) -> Owner:
+        try:
+            uid, gid = (int(part) for part in text.split(":"))
+        except ValueError:
+            raise InvalidPath(f"owner {text!r} is not UID:GID") from None
+        if uid < 0 or gid < 0:
+            raise InvalidPath(f"owner {text!r} is not UID:GID")
+        return cls(uid, gid)
+
+
 @dataclass(slots=True)
 class Entry:
     path: str
@@ -104,9 +125,9 @@ class Entry:
     target: str = ""  # symlink target, or hard-link target path for Kind.HARDLINK
     rdev: tuple[int, int] = (0, 0)  # (major, minor) of a device
     xattrs: dict[str, bytes] = field(default_factory=dict)
-    # Content already handed to the transaction (``Transaction.store``), e.g. by the unpacker,
+    # Content already handed to the session (``PublishSession.store``), e.g. by the unpacker,
     # which must consume each image layer while streaming it. Takes precedence over content.
-    stored: PendingFile | None = None
+    stored: StoredContent | None = None
 
 
 def clean_member_path(name: str, what: str = "member") -> str:
@@ -123,3 +144,28 @@ def clean_member_path(name: str, what: str = "member") -> str:
     if ".." in parts:
         raise InvalidPath(f"{what} {name!r} contains '..' and would escape the target")
     return "/".join(parts)
+
+
+def checked_stream(entries: Iterable[Entry]) -> Iterator[Entry]:
+    """The stream rules every backend enforces, checked as entries pass by.
+
+    A hard link names an earlier regular file of the same stream; nothing lies below a
+    path the stream made a non-directory; the stream's top (``""``) is a directory unless
+    it is the only entry, and never a hard link.
+    """
+    kinds: dict[str, Kind] = {}
+    for entry in entries:
+        if entry.kind is Kind.HARDLINK and kinds.get(entry.target) is not Kind.FILE:
+            raise InvalidPath(f"hard link {entry.path} points to {entry.target!r}, which is "
+                              "not a regular file published before it")
+        if entry.path == "" and entry.kind is Kind.HARDLINK:
+            raise InvalidPath("the top of a publish cannot be a hard link")
+        parts = entry.path.split("/") if entry.path else []
+        for i in range(len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in kinds and kinds[parent] is not Kind.DIR:
+                what = "the top of a publish that has contents" if parent == "" else parent
+                raise InvalidPath(f"{entry.path}: {what} is a {kinds[parent].value}, not a "
+                                  "directory")
+        kinds[entry.path] = Kind.FILE if entry.kind is Kind.HARDLINK else entry.kind
+        yield entry

@@ -77,6 +77,16 @@ class TagError(PublisherError):
     """A tag that is missing, reserved or already taken."""
 
 
+class CommandFailed(PublisherError):
+    """An external command (``cvmfs_server``) failed; ``output`` is what it said."""
+
+    def __init__(self, command: list[str], returncode: int, output: str) -> None:
+        self.command, self.returncode, self.output = command, returncode, output
+        said = " | ".join(line.strip() for line in output.strip().splitlines()[-3:]
+                          if line.strip()) or "no output"
+        super().__init__(f"'{' '.join(command)}' failed (exit {returncode}): {said}")
+
+
 class VerificationFailed(PublisherError):
     """``verify`` found problems; ``problems`` lists each one."""
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fixturedata import FIXTURE_NAME, find_fixture
+from publishers import FakeServer
 
 from cvmfs_publisher.cli import main
 
@@ -65,14 +63,13 @@ def cli(capsys: pytest.CaptureFixture[str]):
     return run
 
 
-def run_cli_process(*args: str | Path, env: dict[str, str] | None = None,
-                    timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    """The CLI as a separate process (for kill, stop and concurrency tests)."""
-    return subprocess.run(
-        [sys.executable, "-m", "cvmfs_publisher.cli", *[str(a) for a in args]],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-        **kwargs,
-    )
+@pytest.fixture
+def fake_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeServer:
+    """The cvmfs_server stand-in's state directory, in the environment of every call."""
+    server = FakeServer(tmp_path / "fake")
+    for key, value in server.env.items():
+        monkeypatch.setenv(key, value)
+    return server
 
 
 @pytest.fixture

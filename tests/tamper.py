@@ -215,7 +215,7 @@ class Resigner:
 
     def write_manifest(self, manifest: Manifest) -> None:
         signer = load_private_key(key_file(self.copy, "key").read_bytes(), "repository key")
-        self.storage.put(MANIFEST, manifest.sign(signer))
+        self.storage.put_manifest(manifest.sign(signer), previous=self.storage.get(MANIFEST))
         self.manifest = manifest
 
     def sign_whitelist(self, *, now: dt.datetime | None = None, days: int = 30,

@@ -20,13 +20,13 @@ import zstandard
 from cvmfs_publisher.config import Config
 from cvmfs_publisher.cvmfs.catalog import Flag
 from cvmfs_publisher.engine.views import client_view
-from cvmfs_publisher.repositories import open_configured
+from cvmfs_publisher.repositories import open_native
 
 NAME = "sw.example.org"
 
 
 def reader():  # type: ignore[no-untyped-def]
-    return open_configured(Config.load().get(NAME)).reader()
+    return open_native(Config.load().get(NAME)).reader()
 
 
 def view(top: str = "") -> dict[str, dict]:

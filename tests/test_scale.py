@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from cvmfs_publisher.cvmfs.catalog import Flag
+from cvmfs_publisher.cvmfs.dirtab import InvalidDirtab
 from cvmfs_publisher.cvmfs.hashes import Suffix
-from cvmfs_publisher.engine.dirtab import InvalidDirtab
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.engine.views import client_view
@@ -200,7 +200,7 @@ def test_rollback_restores_the_exact_content(repo: NativeRepository) -> None:
     publish(repo, "/sw/app/1.0", tree({"v": b"two", "extra": b"e"}), tag="v2")
     remove(repo, "/sw/app")
     with repo.transaction() as txn:
-        txn.rollback("v1")
+        txn.edits.rollback("v1")
         result = txn.commit()
     assert result.revision == 4
     assert list(client_view(repo.reader())) == v1
@@ -211,8 +211,8 @@ def test_tags_diff_and_names(repo: NativeRepository) -> None:
     publish(repo, "/d", tree({"same": b"s", "gone": b"g", "changes": b"1"}), tag="t1")
     publish(repo, "/d", tree({"same": b"s", "new": b"n", "changes": b"2"}), tag="t2")
     with repo.transaction() as txn:
-        txn.add_tag("first", "t1", "the first one")
-        txn.remove_tag("t2")
+        txn.edits.add_tag("first", "t1", "the first one")
+        txn.edits.remove_tag("t2")
         txn.commit()
     reader = repo.reader()
     names = {t.name: t.revision for t in reader.history().tags()}
@@ -224,7 +224,7 @@ def test_tags_diff_and_names(repo: NativeRepository) -> None:
                                               reader.resolve("trunk").root_hash)}
     assert changes == {("removed", "/d/gone"), ("added", "/d/new"), ("changed", "/d/changes")}
     with repo.transaction() as txn, pytest.raises(TagError):
-        txn.add_tag("trunk")
+        txn.edits.add_tag("trunk")
     check(repo)
 
 
@@ -258,7 +258,7 @@ def test_gc_keeps_named_tags(repo: NativeRepository) -> None:
     repo.gc(keep_revisions=1)
     assert repo.storage.exists(key)
     with repo.transaction() as txn:
-        txn.rollback("release")
+        txn.edits.rollback("release")
         txn.commit()
     check(repo)
 

@@ -4,7 +4,7 @@ The saved archive is read as it streams (``docker save`` layout: ``manifest.json
 ``<config>.json``, one tar per layer, possibly behind symlinks such as
 ``<id>/layer.tar -> ../<diff_id>.tar``). ``manifest.json`` may come last, after the layers,
 so each layer is read into its list of changes (file contents already handed to the
-transaction) and the layers are applied in the manifest's order at the end. Each layer's
+session) and the layers are applied in the manifest's order at the end. Each layer's
 diff_id is checked against the config, and the config against the engine's image id.
 Nothing is extracted to disk.
 """
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from docker.errors import DockerException
 
-from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.entries import BlockStream
 from cvmfs_publisher.errors import PublisherError, SourceError
+from cvmfs_publisher.publisher import Publisher, TreeView
 
 from .errors import DigestMismatch, ManifestError
 from .flatten import Change, FlatTree, ForwardReader, Store, read_layer
@@ -152,31 +152,28 @@ def normalize_name(tag: str) -> ImageRef:
 class DockerSyncer:
     """Sync named images of a Docker-API engine; unchanged image ids cost one API call."""
 
-    def __init__(self, repo: NativeRepository, engine, options: SyncOptions,
+    def __init__(self, publisher: Publisher, engine, options: SyncOptions,
                  progress: Callable[[str, str], None] | None = None) -> None:
-        self.repo, self.engine, self.options = repo, engine, options
+        self.publisher, self.engine, self.options = publisher, engine, options
         self.progress = progress or (lambda image, what: None)
         self.report = UnpackReport()
 
     def run(self, names: list[str]) -> UnpackReport:
-        reader = self.repo.reader()
         todo = []
-        try:
+        with self.publisher.view() as view:
             for name in names:
                 try:
-                    todo.extend(self._plan(reader, name))
+                    todo.extend(self._plan(view, name))
                 except (PublisherError, DockerException) as exc:
                     self.report.outcomes.append(ImageOutcome(name, FAILED, str(exc)))
-        finally:
-            reader.close()
         if todo:
             self._publish(todo)
         return self.report
 
-    def _plan(self, reader, name: str) -> list[tuple[ImageRef, object]]:
+    def _plan(self, view: TreeView, name: str) -> list[tuple[ImageRef, object]]:
         image = self.engine.images.get(name)
         ref = normalize_name(name)
-        previous = load_state(reader, self.options.layout, ref.name)
+        previous = load_state(view, self.options.layout, ref.name)
         if previous is not None and previous.digest == image.id and not self.options.force:
             self.report.outcomes.append(ImageOutcome(ref.name, UNCHANGED,
                                                      configs=[image.id]))
@@ -185,21 +182,21 @@ class DockerSyncer:
 
     def _publish(self, todo: list[tuple[ImageRef, object]]) -> None:
         done = []
-        with self.repo.transaction() as txn:
-            ctx = BatchContext(txn, self.options.layout, {})
+        with self.publisher.session() as session:
+            ctx = BatchContext(session, self.options.layout, {})
             for ref, image in todo:
                 started = time.monotonic()
                 try:
                     staged = self._stage(ctx, ref, image)
-                    ctx.apply(staged)
                 except PublisherError as exc:
                     self.report.outcomes.append(ImageOutcome(ref.name, FAILED, str(exc)))
                     continue
+                ctx.apply(staged)
                 done.append(ImageOutcome(ref.name, staged.status, configs=[image.id],
                                          seconds=time.monotonic() - started))
             if not ctx.changed:
                 return
-            result = txn.commit(tag=None, message="unpack from docker: " +
+            result = session.commit(tag=None, message="unpack from docker: " +
                                 ", ".join(o.image for o in done[:5]))
         self.report.revisions.append(result.revision)
         self.report.outcomes.extend(done)
@@ -210,7 +207,7 @@ class DockerSyncer:
         saved: list[ArchiveImage] = []
 
         def build() -> FlatTree:
-            saved.extend(read_docker_archive(image.save(named=True), ctx.txn.store,
+            saved.extend(read_docker_archive(image.save(named=True), ctx.session.store,
                                              f"image {ref.name}"))
             match = [a for a in saved if a.config_digest == image.id]
             if not match:

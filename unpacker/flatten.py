@@ -1,7 +1,7 @@
 """Applying image layers, in order, to an in-memory tree; the result is an entry stream.
 
 Nothing is written to disk: each regular file's bytes go to the transaction
-(``Transaction.store``) while its layer streams by, and the tree keeps only metadata and
+(``PublishSession.store``) while its layer streams by, and the tree keeps only metadata and
 the pending objects. A layer is read whole into a list of changes first, then applied:
 its whiteouts (``.wh.<name>``) and opaque markers (``.wh..wh..opq``) act on the lower
 layers only, so same-layer siblings survive whatever their order in the tar, and then its
@@ -22,8 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from cvmfs_publisher.engine.pipeline import PendingFile
-from cvmfs_publisher.entries import Entry, Kind, clean_member_path
+from cvmfs_publisher.entries import Entry, Kind, StoredContent, clean_member_path
 from cvmfs_publisher.errors import InvalidPath
 from cvmfs_publisher.sources.tarball import member_entry
 
@@ -35,7 +34,7 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 TAR_BUFSIZE = 1 << 20
 
-Store = Callable[[BinaryIO, int], PendingFile]
+Store = Callable[[BinaryIO, int], StoredContent]
 
 
 @dataclass(eq=False, slots=True)
@@ -47,7 +46,7 @@ class Inode:
     uid: int
     gid: int
     mtime: int
-    stored: PendingFile | None = None
+    stored: StoredContent | None = None
     target: str = ""
     rdev: tuple[int, int] = (0, 0)
     xattrs: dict[str, bytes] = field(default_factory=dict)

@@ -17,8 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from cvmfs_publisher.engine.reader import RepositoryReader
-from cvmfs_publisher.engine.repository import NativeRepository
+from cvmfs_publisher.publisher import Publisher, TreeView
 
 from .layout import FLAT, RELEASED_FILE, Layout, file_entry
 from .state import ImageState, load_released, load_states, released_json
@@ -42,38 +41,36 @@ class _Plan:
     changed: bool = False
 
 
-def collect(repo: NativeRepository, grace: dt.timedelta, *, dry_run: bool = False,
+def collect(publisher: Publisher, grace: dt.timedelta, *, dry_run: bool = False,
             layout: Layout | None = None, now: float | None = None) -> GcReport:
     layout = layout or Layout()
     stamp = int(now if now is not None else time.time())
     limit = stamp - int(grace.total_seconds())
     report = GcReport(dry_run=dry_run)
-    reader = repo.reader()
-    try:
-        plan = _plan(reader, layout, stamp, limit, report)
-    finally:
-        reader.close()
+    with publisher.view() as view:
+        plan = _plan(view, layout, stamp, limit, report)
     if dry_run or not plan.changed:
         return report
-    with repo.transaction() as txn:
+    with publisher.session() as session:
+        current = session.view()
         for path in plan.remove:
-            if txn.reader.lookup(path) is not None:
-                txn.remove(path)
-        txn.replace(layout.abs(RELEASED_FILE), file_entry(released_json(plan.released)))
-        report.revision = txn.commit(tag=None, message="unpack-gc").revision
+            if current.lookup(path) is not None:
+                session.remove(path)
+        session.replace(layout.abs(RELEASED_FILE), file_entry(released_json(plan.released)))
+        report.revision = session.commit(tag=None, message="unpack-gc").revision
     return report
 
 
-def _plan(reader: RepositoryReader, layout: Layout, stamp: int, limit: int,
+def _plan(view: TreeView, layout: Layout, stamp: int, limit: int,
           report: GcReport) -> _Plan:
-    states = load_states(reader, layout)
-    before = load_released(reader, layout)
+    states = load_states(view, layout)
+    before = load_released(view, layout)
     plan = _Plan(released=dict(before))
     live: dict[str, ImageState] = {}
     for name, state in states.items():
         if state.unwished_since is not None and state.unwished_since <= limit:
             report.removed_images.append(name)
-            plan.remove.extend(_image_paths(reader, layout, state))
+            plan.remove.extend(_image_paths(view, layout, state))
             for config in state.configs:
                 plan.released.setdefault(config, state.unwished_since)
         else:
@@ -82,7 +79,7 @@ def _plan(reader: RepositoryReader, layout: Layout, stamp: int, limit: int,
     for config in used:
         plan.released.pop(config, None)
     flats_by_dir: dict[str, list[str]] = {}
-    for config, path, mtime in _flats(reader, layout):
+    for config, path, mtime in _flats(view, layout):
         flats_by_dir.setdefault(path.rsplit("/", 1)[0], []).append(path)
         if config in used:
             continue
@@ -98,25 +95,25 @@ def _plan(reader: RepositoryReader, layout: Layout, stamp: int, limit: int,
     return plan
 
 
-def _image_paths(reader: RepositoryReader, layout: Layout, state: ImageState) -> list[str]:
+def _image_paths(view: TreeView, layout: Layout, state: ImageState) -> list[str]:
     name = state.image
     paths = [layout.abs(layout.tag(name)), layout.abs(layout.metadata(name))]
     for key in state.flats:
         if key:
             paths += [layout.abs(layout.multiarch(key, name)),
                       layout.abs(layout.multiarch_metadata(key, name))]
-    return [p for p in paths if reader.lookup(p) is not None]
+    return [p for p in paths if view.lookup(p) is not None]
 
 
-def _flats(reader: RepositoryReader, layout: Layout):
+def _flats(view: TreeView, layout: Layout):
     """(config digest, path, mtime) of every flat directory."""
     top = layout.abs(FLAT)
-    if reader.lookup(top) is None:
+    if view.lookup(top) is None:
         return
-    for bucket in reader.listdir(top):
+    for bucket in view.listdir(top):
         if not bucket.is_directory:
             continue
-        for flat in reader.listdir(f"{top}/{bucket.name}"):
+        for flat in view.listdir(f"{top}/{bucket.name}"):
             if flat.is_directory:
                 yield f"sha256:{flat.name}", f"{top}/{bucket.name}/{flat.name}", flat.mtime
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.errors import UsageError
+from cvmfs_publisher.publisher import Publisher
 
 from .layout import Layout
 from .manifests import DEFAULT_PLATFORM, Platform, parse_platform
@@ -48,7 +48,7 @@ def parse_platforms(texts: Iterable[str] | None) -> list[Platform] | None:
     return [parse_platform(t) for t in items]
 
 
-def _wishes(repo: NativeRepository, wishlist: Path | None, images: list[str]
+def _wishes(publisher: Publisher, wishlist: Path | None, images: list[str]
             ) -> tuple[list[ImageRef], Layout, list[str]]:
     wishes = [parse_reference(text) for text in images]
     if wishlist is None:
@@ -56,14 +56,14 @@ def _wishes(repo: NativeRepository, wishlist: Path | None, images: list[str]
             raise UsageError("give a wishlist or at least one image")
         return wishes, Layout(), []
     recipe = load_wishlist(wishlist)
-    if repo.fqrn and recipe.cvmfs_repo != repo.fqrn:
+    if recipe.cvmfs_repo != publisher.name:
         raise UsageError(f"{recipe.source}: cvmfs_repo is {recipe.cvmfs_repo!r}, but the "
-                         f"repository is {repo.fqrn!r}")
+                         f"repository is {publisher.name!r}")
     return recipe.inputs + wishes, Layout(recipe.prefix), recipe.ignore_errors
 
 
 def run_unpack(
-    repo: NativeRepository,
+    publisher: Publisher,
     wishlist: Path | None,
     images: list[str],
     *,
@@ -90,11 +90,11 @@ def run_unpack(
     client = RegistryClient(credentials, insecure=insecure_registries)
     try:
         while True:
-            wishes, layout, ignore = _wishes(repo, wishlist, images)
+            wishes, layout, ignore = _wishes(publisher, wishlist, images)
             options = SyncOptions(platforms=chosen, layout=layout, batch_size=batch_size,
                                   force=force, ignore_errors=ignore,
                                   mark_unwished=wishlist is not None and not images)
-            report = Syncer(repo, client, options, progress).run(wishes)
+            report = Syncer(publisher, client, options, progress).run(wishes)
             if on_round is not None:
                 on_round(report)
             if not loop or (should_stop is not None and should_stop()):
@@ -114,15 +114,15 @@ def _sleep(seconds: float, should_stop: Callable[[], bool] | None) -> None:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
-def run_gc(repo: NativeRepository, grace: dt.timedelta, dry_run: bool, *,
+def run_gc(publisher: Publisher, grace: dt.timedelta, dry_run: bool, *,
            prefix: str = "", now: float | None = None) -> GcReport:
-    """``unpack-gc --grace 7d [--dry-run]``: see ``unpacker.gc``."""
+    """``unpack-gc --grace 7d [--dry-run]``: see ``unpacker.retire``."""
     if grace < dt.timedelta(0):
         raise UsageError("the grace period cannot be negative")
-    return collect(repo, grace, dry_run=dry_run, layout=Layout(prefix), now=now)
+    return collect(publisher, grace, dry_run=dry_run, layout=Layout(prefix), now=now)
 
 
-def run_docker_unpack(repo: NativeRepository, images: list[str], *,
+def run_docker_unpack(publisher: Publisher, images: list[str], *,
                       base_url: str | None = None, force: bool = False,
                       progress: Progress | None = None) -> UnpackReport:
     """``unpack --from-docker IMAGE...``: images of a Docker-API engine (``image.save()``).
@@ -141,6 +141,6 @@ def run_docker_unpack(repo: NativeRepository, images: list[str], *,
         raise UsageError("name the engine's images to unpack")
     engine = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
     try:
-        return DockerSyncer(repo, engine, SyncOptions(force=force), progress).run(images)
+        return DockerSyncer(publisher, engine, SyncOptions(force=force), progress).run(images)
     finally:
         engine.close()

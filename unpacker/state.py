@@ -17,8 +17,8 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 
-from cvmfs_publisher.engine.reader import RepositoryReader
 from cvmfs_publisher.errors import PublisherError
+from cvmfs_publisher.publisher import TreeView
 
 from .layout import METADATA, MULTIARCH, RELEASED_FILE, STATE_FILE, Layout
 
@@ -52,14 +52,14 @@ class ImageState:
         return set(self.flats.values())
 
 
-def read_bytes(reader: RepositoryReader, path: str) -> bytes | None:
-    if reader.lookup(path) is None:
+def read_bytes(view: TreeView, path: str) -> bytes | None:
+    if view.lookup(path) is None:
         return None
-    return b"".join(reader.read(path))
+    return b"".join(view.read(path))
 
 
-def load_state(reader: RepositoryReader, layout: Layout, name: str) -> ImageState | None:
-    data = read_bytes(reader, layout.abs(f"{layout.metadata(name)}/{STATE_FILE}"))
+def load_state(view: TreeView, layout: Layout, name: str) -> ImageState | None:
+    data = read_bytes(view, layout.abs(f"{layout.metadata(name)}/{STATE_FILE}"))
     if data is None:
         return None
     try:
@@ -69,19 +69,19 @@ def load_state(reader: RepositoryReader, layout: Layout, name: str) -> ImageStat
         return None
 
 
-def load_states(reader: RepositoryReader, layout: Layout) -> dict[str, ImageState]:
+def load_states(view: TreeView, layout: Layout) -> dict[str, ImageState]:
     """Every image's state, by walking ``.metadata`` (skipping the per-arch copies)."""
     top = layout.abs(METADATA)
-    if reader.lookup(top) is None:
+    if view.lookup(top) is None:
         return {}
     states: dict[str, ImageState] = {}
     skip = (f"{top}/{MULTIARCH}", f"{top}/.gc")
-    for path, entry in reader.walk(top):
+    for path, entry in view.walk(top):
         if path.startswith(skip) or not path.endswith(f"/{STATE_FILE}") or \
                 not entry.is_regular:
             continue
         try:
-            state = ImageState.from_json(b"".join(reader.read(path)))
+            state = ImageState.from_json(b"".join(view.read(path)))
         except (ValueError, TypeError, PublisherError) as exc:
             log.warning("ignoring unreadable image state %s: %s", path, exc)
             continue
@@ -89,8 +89,8 @@ def load_states(reader: RepositoryReader, layout: Layout) -> dict[str, ImageStat
     return states
 
 
-def load_released(reader: RepositoryReader, layout: Layout) -> dict[str, int]:
-    data = read_bytes(reader, layout.abs(RELEASED_FILE))
+def load_released(view: TreeView, layout: Layout) -> dict[str, int]:
+    data = read_bytes(view, layout.abs(RELEASED_FILE))
     if data is None:
         return {}
     try:

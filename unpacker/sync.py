@@ -4,12 +4,13 @@ Order of work, and why:
 1. Resolve every wish against its registry before any lock is taken (network time is
    not spent holding the publish lock). An image whose HEAD digest equals the stored one
    is unchanged and costs one request; nothing is downloaded or published for it.
-2. For each batch of changed images, one transaction: unpack each image (layers streamed
-   into ``Transaction.store``, the tree kept in memory), then stage its flat tree, links and
-   metadata, the state file last. A flat that already exists (same config digest, e.g. an
-   OCI and a Docker push of one image) is only linked to.
-3. An image that fails is reported and its staged operations are dropped; the others of
-   the batch still commit.
+2. For each batch of changed images, one publish session: unpack each image (layers
+   streamed into ``PublishSession.store``, the tree kept in memory), then stage its flat
+   tree, links and metadata, the state file last. A flat that already exists (same config
+   digest, e.g. an OCI and a Docker push of one image) is only linked to.
+3. An image is fully built (downloaded, checked, flattened) before anything of it is
+   staged, so an image that fails leaves nothing in the session and the others of the
+   batch still commit. Staging itself failing is an error of the whole batch.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from cvmfs_publisher.engine.repository import NativeRepository
-from cvmfs_publisher.engine.transaction import Transaction
 from cvmfs_publisher.entries import BytesContent, Entry, Kind
 from cvmfs_publisher.errors import PublisherError
+from cvmfs_publisher.publisher import Publisher, PublishSession
 
 from .flatten import FlatTree
 from .images import Resolved, Target, expand, image_config, resolve, unpack_manifest
@@ -132,9 +132,9 @@ Progress = Callable[[str, str], None]
 
 
 class Syncer:
-    def __init__(self, repo: NativeRepository, client: RegistryClient, options: SyncOptions,
+    def __init__(self, publisher: Publisher, client: RegistryClient, options: SyncOptions,
                  progress: Progress | None = None) -> None:
-        self.repo, self.client, self.options = repo, client, options
+        self.publisher, self.client, self.options = publisher, client, options
         self.layout = options.layout
         self.progress = progress or (lambda image, what: None)
         self.report = UnpackReport()
@@ -142,12 +142,9 @@ class Syncer:
     # -- planning -----------------------------------------------------------------------------
 
     def run(self, wishes: list[ImageRef]) -> UnpackReport:
-        reader = self.repo.reader()
-        try:
-            states = load_states(reader, self.layout)
-            released = load_released(reader, self.layout)
-        finally:
-            reader.close()
+        with self.publisher.view() as view:
+            states = load_states(view, self.layout)
+            released = load_released(view, self.layout)
         jobs = self._plan(wishes, states)
         marks = self._unwished_marks(wishes, states) if self.options.mark_unwished else []
         for start in range(0, max(len(jobs), 1), self.options.batch_size):
@@ -229,8 +226,8 @@ class Syncer:
 
     def _transact(self, batch: list[_Job], marks: list[ImageState],
                   states: dict[str, ImageState], released: dict[str, int]) -> None:
-        with self.repo.transaction() as txn:
-            ctx = BatchContext(txn, self.layout, dict(released))
+        with self.publisher.session() as session:
+            ctx = BatchContext(session, self.layout, dict(released))
             done: list[ImageOutcome] = []
             for job in batch:
                 outcome = self._publish_job(ctx, job, states)
@@ -243,7 +240,7 @@ class Syncer:
             if not ctx.changed:
                 return
             names = ", ".join(o.image for o in done[:5]) + (" ..." if len(done) > 5 else "")
-            result = txn.commit(tag=None, message=f"{self.options.message}: {names}")
+            result = session.commit(tag=None, message=f"{self.options.message}: {names}")
         released.clear()
         released.update(ctx.released)
         self.report.revisions.append(result.revision)
@@ -255,9 +252,9 @@ class Syncer:
         name = job.ref.name
         try:
             staged = self._stage_job(ctx, job)
-            ctx.apply(staged)
         except PublisherError as exc:
             return self._outcome_failed(name, exc)
+        ctx.apply(staged)
         assert staged.state is not None
         old = job.previous.configs if job.previous else set()
         for config in old - staged.state.configs:
@@ -301,7 +298,7 @@ class Syncer:
     def _stage_flat(self, ctx: BatchContext, staged: Staged, ref: ImageRef,
                     target: Target) -> None:
         def build() -> FlatTree:
-            tree, _config = unpack_manifest(self.client, ref, target.manifest, ctx.txn.store,
+            tree, _config = unpack_manifest(self.client, ref, target.manifest, ctx.session.store,
                                             lambda where: self.progress(ref.name, where))
             return tree
 
@@ -379,17 +376,19 @@ def state_op(layout: Layout, state: ImageState) -> tuple[str, str, list[Entry]]:
 
 
 class BatchContext:
-    """What one transaction has staged so far, so images of a batch see each other."""
+    """What one session has staged so far, so images of a batch see each other."""
 
-    def __init__(self, txn: Transaction, layout: Layout, released: dict[str, int]) -> None:
-        self.txn, self.layout = txn, layout
+    def __init__(self, session: PublishSession, layout: Layout, released: dict[str, int]
+                 ) -> None:
+        self.session, self.layout = session, layout
+        self.view = session.view()
         self.released = released
         self.created: set[str] = set()
         self.used_keys: set[str] = set()
         self.changed = False
 
     def exists(self, rel: str) -> bool:
-        return rel in self.created or self.txn.reader.lookup(self.layout.abs(rel)) is not None
+        return rel in self.created or self.view.lookup(self.layout.abs(rel)) is not None
 
     def ensure_flat_root(self, staged: Staged) -> None:
         """``.flat`` is its own nested catalog; make it so before the first flat lands."""
@@ -398,25 +397,20 @@ class BatchContext:
             staged.replace(path, catalog_dir_entries())
 
     def apply(self, staged: Staged) -> None:
-        """Stage one image's operations; on an engine error, drop the partial ones."""
-        mark = self.txn.checkpoint()
-        try:
-            for op, path, entries in staged.ops:
-                if op == "replace":
-                    assert entries is not None
-                    self.txn.replace(path, entries)
-                else:
-                    self.txn.remove(path)
-        except PublisherError:
-            self.txn.discard(mark)
-            raise
+        """Stage one image's operations, all of them built and checked beforehand."""
+        for op, path, entries in staged.ops:
+            if op == "replace":
+                assert entries is not None
+                self.session.replace(path, entries)
+            else:
+                self.session.remove(path)
         for _op, path, _entries in staged.ops:
             self.created.add(path[len(self.layout.abs("")):].lstrip("/"))
         self.changed = True
 
     def stage_state(self, state: ImageState) -> None:
         op = state_op(self.layout, state)
-        self.txn.replace(op[1], op[2])
+        self.session.replace(op[1], op[2])
         self.changed = True
 
     def stage_aliases(self) -> None:
@@ -426,12 +420,12 @@ class BatchContext:
                 continue
             path = f"{MULTIARCH}/{alias}"
             if not self.exists(path):
-                self.txn.replace(self.layout.abs(path), symlink_entries(canonical))
+                self.session.replace(self.layout.abs(path), symlink_entries(canonical))
                 self.created.add(path)
                 self.changed = True
 
     def stage_released(self, before: dict[str, int]) -> None:
         if self.released != before:
-            self.txn.replace(self.layout.abs(RELEASED_FILE),
+            self.session.replace(self.layout.abs(RELEASED_FILE),
                              file_entry(released_json(self.released)))
             self.changed = True

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -48,8 +50,35 @@ for module in (repo, publish, browse, history, verify, serve, unpack):
         cli.add_command(command)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so open sessions abort as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def install_signal_handlers() -> object:
+    """SIGTERM unwinds like Ctrl-C: a publish aborts cleanly, never half-way.
+
+    Returns the handler it replaced (None off the main thread, where none is installed).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminate)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: library errors become one line on stderr and an exit code."""
+    previous = install_signal_handlers()
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         code = cli.main(args=argv, prog_name="cvmfs-publisher", standalone_mode=False)
     except VerificationFailed as exc:
@@ -66,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         stderr.print("interrupted: nothing was published")
         return 130
+    except Terminated:
+        stderr.print("terminated: nothing was published")
+        return 143
     except BrokenPipeError:
         return 141
     return code if isinstance(code, int) else 0

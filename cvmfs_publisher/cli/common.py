@@ -13,7 +13,8 @@ import click
 from ..config import Config
 from ..engine.repository import NativeRepository
 from ..errors import UsageError
-from ..repositories import open_any, open_configured
+from ..publisher import Publisher
+from ..repositories import open_publisher, open_reader
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,11 +33,12 @@ class State:
 
     def repository(self, spec: str, keys: tuple[Path, ...] = (), fqrn: str | None = None
                    ) -> NativeRepository:
-        return open_any(spec, self.config, keys=list(keys), fqrn=fqrn)
+        """Any repository to read: a configured name, a directory or a URL."""
+        return open_reader(spec, self.config, keys=list(keys), fqrn=fqrn)
 
-    def configured(self, name: str) -> NativeRepository:
-        """A repository we publish to: it must be in the config (with its keys)."""
-        return open_configured(self.config.get(name))
+    def publisher(self, name: str, **overrides: Any) -> Publisher:
+        """A repository we write to: it must be in the config."""
+        return open_publisher(self.config.get(name), **overrides)
 
 
 pass_state = click.make_pass_decorator(State)

@@ -30,9 +30,9 @@ def tag() -> None:
 def tag_add(state: State, name: str, repo: str, target: str | None, message: str,
             wait: bool) -> None:
     """Add tag NAME to an existing revision (no new content is published)."""
-    with state.configured(repo).transaction(wait=wait) as txn:
-        added = txn.add_tag(name, target, message)
-        txn.commit()
+    with state.publisher(repo).session(wait=wait) as session:
+        added = session.add_tag(name, target, message)
+        session.commit()
     stdout.print(f"tagged revision {added.revision} of {repo} as {name}", markup=False)
 
 
@@ -43,10 +43,10 @@ def tag_add(state: State, name: str, repo: str, target: str | None, message: str
 @pass_state
 def tag_rm(state: State, names: tuple[str, ...], repo: str, wait: bool) -> None:
     """Remove tags (the revisions stay until garbage collection)."""
-    with state.configured(repo).transaction(wait=wait) as txn:
+    with state.publisher(repo).session(wait=wait) as session:
         for name in names:
-            txn.remove_tag(name)
-        txn.commit()
+            session.remove_tag(name)
+        session.commit()
     stdout.print(f"removed {', '.join(names)} from {repo}", markup=False)
 
 
@@ -62,9 +62,9 @@ def tag_rm(state: State, names: tuple[str, ...], repo: str, wait: bool) -> None:
 def rollback(state: State, repo: str, target: str, new_tag: str | None, message: str,
              wait: bool, as_json: bool) -> None:
     """Publish a new revision whose content equals TAG (history is kept)."""
-    with state.configured(repo).transaction(wait=wait) as txn:
-        found = txn.rollback(target)
-        result = txn.commit(new_tag, message or f"rollback to {target}")
+    with state.publisher(repo).session(wait=wait) as session:
+        found = session.rollback(target)
+        result = session.commit(new_tag, message or f"rollback to {target}")
     if not as_json:
         stdout.print(f"content of revision {found.revision} ({target}) restored", markup=False)
     report(result, repo, as_json)
@@ -109,10 +109,10 @@ def gc(state: State, repo: str, keep_revisions: int, keep_days: float, dry_run: 
     Automatic generic-* tags do not keep a revision alive; they go with it.
     """
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days) if keep_days else None
-    plan = state.configured(repo).gc(keep_revisions=keep_revisions, keep_since=since,
-                                     dry_run=dry_run, wait=wait)
+    plan = state.publisher(repo).gc(keep_revisions=keep_revisions, keep_since=since,
+                                    dry_run=dry_run, wait=wait)
     if as_json:
-        emit_json({"dry_run": dry_run, **asdict(plan)})
+        emit_json(asdict(plan))
         return
     verb = "would delete" if dry_run else "deleted"
     if dry_run:

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import click
 
-from ..backends.native import NativePublisher
-from ..engine.staging import Owner
-from ..engine.transaction import CommitResult
+from ..publisher import CommitResult
 from ..publisher import publish as run_publish
 from ..sources import open_source
 from .common import State, json_option, pass_state
-from .output import PublishProgress, emit_json, human_bytes, stdout
+from .output import PublishProgress, emit_json, human_bytes, stderr, stdout
 
 
 def _common(func):  # type: ignore[no-untyped-def]
@@ -39,13 +37,11 @@ def _common(func):  # type: ignore[no-untyped-def]
 def publish(state: State, src: Path, target: str, owner: str | None, no_progress: bool,
             repo: str, tag: str | None, message: str, wait: bool, as_json: bool) -> None:
     """Publish directory, file or tarball SRC (.tar, .tar.gz, .tar.zst) at --path."""
-    repository = state.configured(repo)
-    if owner is not None:
-        repository.options.owner = Owner.parse(owner)
+    publisher = state.publisher(repo, owner=owner)
     entries, estimate = open_source(src)
     with PublishProgress(estimate.files, estimate.bytes, not (no_progress or as_json)) as bar:
-        result = run_publish(NativePublisher(repository), [(target, entries)], tag=tag,
-                             message=message, wait=wait, progress=bar)
+        result = run_publish(publisher, [(target, entries)], tag=tag, message=message,
+                             wait=wait, progress=bar)
     report(result, repo, as_json)
 
 
@@ -56,8 +52,7 @@ def publish(state: State, src: Path, target: str, owner: str | None, no_progress
 def rm(state: State, paths: tuple[str, ...], repo: str, tag: str | None, message: str,
        wait: bool, as_json: bool) -> None:
     """Remove paths (and everything below them) in one new revision."""
-    repository = state.configured(repo)
-    result = run_publish(NativePublisher(repository), [(p, None) for p in paths], tag=tag,
+    result = run_publish(state.publisher(repo), [(p, None) for p in paths], tag=tag,
                          message=message, wait=wait)
     report(result, repo, as_json)
 
@@ -66,6 +61,8 @@ def report(result: CommitResult, repo: str, as_json: bool) -> None:
     if as_json:
         emit_json({"repository": repo, **vars(result)})
         return
+    for warning in result.warnings:
+        stderr.print(f"warning: {warning}", markup=False)
     tag = f" tagged {result.tag}" if result.tag else ""
     stdout.print(
         f"published revision {result.revision} of {repo}{tag}: {result.files} files, "

@@ -8,11 +8,16 @@ from pathlib import Path
 
 import click
 
-from ..config import RepositoryConfig, default_keys_dir
+from ..config import BACKENDS, RepositoryConfig, default_keys_dir
 from ..cvmfs.names import check_fqrn
-from ..engine import key_files
-from ..errors import ConfigError, RepositoryExists
-from ..repositories import open_configured
+from ..errors import ConfigError
+from ..repositories import (
+    CLASSIC,
+    CLASSIC_KEYS,
+    CLASSIC_STORAGE,
+    open_directory_publisher,
+    register_repository,
+)
 from .common import State, json_option, pass_state
 from .output import emit_json, stdout
 
@@ -21,11 +26,24 @@ log = logging.getLogger(__name__)
 
 @click.command()
 @click.argument("name")
-@click.option("--storage", required=True, metavar="DIR|s3://BUCKET[/PREFIX]",
-              help="Stratum 0 root; the repository goes to <storage>/<name>.")
+@click.option("--storage", metavar="DIR|s3://BUCKET[/PREFIX]|URL",
+              help="Stratum 0 root; the repository goes to <storage>/<name>. For "
+                   "--backend cvmfs_server: where clients read it [default: /srv/cvmfs].")
 @click.option("--keys", "keys_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Key directory [default: $XDG_CONFIG_HOME/cvmfs-publisher/keys]. Existing "
-                   "<name>.* keys there are reused, missing ones generated.")
+              help="Key directory [default: $XDG_CONFIG_HOME/cvmfs-publisher/keys, or "
+                   "/etc/cvmfs/keys for cvmfs_server]. Existing <name>.* keys there are "
+                   "reused, missing ones generated.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="native", show_default=True,
+              help="native: this toolkit writes the repository. cvmfs_server: register a "
+                   "repository that cvmfs_server on this host already serves (never mkfs).")
+@click.option("--command", "server_command", metavar="CMD",
+              help="cvmfs_server backend: how to call it, e.g. 'sudo -n cvmfs_server'.")
+@click.option("--mount-root", metavar="DIR", help="cvmfs_server backend: where its "
+              "repositories are mounted [default: /cvmfs].")
+@click.option("--spool-root", metavar="DIR", help="cvmfs_server backend: its spool "
+              "directory, holding <name>/rdonly [default: /var/spool/cvmfs].")
+@click.option("--gateway", is_flag=True, help="cvmfs_server backend: the repository "
+              "publishes through a gateway; lease only the changed subtree.")
 @click.option("--owner", metavar="UID:GID", help="Publish every file with this owner.")
 @click.option("--compression-level", type=click.IntRange(1, 9), help="zlib level [default: 6].")
 @click.option("--whitelist-days", type=click.IntRange(1, 3650), help="Whitelist validity "
@@ -37,43 +55,58 @@ log = logging.getLogger(__name__)
                    "public_url, ...); never secrets: those come from the environment or files.")
 @json_option
 @pass_state
-def init(state: State, name: str, storage: str, keys_dir: Path | None, owner: str | None,
-         compression_level: int | None, whitelist_days: int | None, endpoint: str | None,
-         region: str | None, s3_options: tuple[str, ...], as_json: bool) -> None:
-    """Create repository NAME: keys, whitelist and an empty signed revision 0."""
+def init(state: State, name: str, storage: str | None, keys_dir: Path | None, backend: str,
+         server_command: str | None, mount_root: str | None, spool_root: str | None,
+         gateway: bool,
+         owner: str | None, compression_level: int | None, whitelist_days: int | None,
+         endpoint: str | None, region: str | None, s3_options: tuple[str, ...],
+         as_json: bool) -> None:
+    """Create repository NAME: keys, whitelist and an empty signed revision 0.
+
+    With --backend cvmfs_server, register an existing classic repository instead.
+    """
     check_fqrn(name)
-    config = state.config
-    settings: dict = {k: v for k, v in (("owner", owner), ("compression_level",
-                      compression_level), ("whitelist_days", whitelist_days)) if v is not None}
-    if storage.startswith("s3://"):
-        settings["s3"] = {k: v for k, v in (("endpoint", endpoint), ("region", region)) if v}
-        settings["s3"].update(_key_values(s3_options))
-    elif endpoint or region or s3_options:
-        raise ConfigError("--endpoint, --region and --s3 only apply to s3:// storage")
-    else:
-        storage = str(Path(storage).expanduser().resolve())
-    keys = (keys_dir or default_keys_dir()).expanduser().resolve()
-    entry = RepositoryConfig(name, storage, keys, settings)
-    existing = config.repositories.get(name)
-    if existing is not None and (existing.storage, existing.keys) != (storage, keys):
-        raise RepositoryExists(f"{name} is already configured in {config.path} with storage "
-                               f"{existing.storage}; remove it there first")
-    config.add(entry)
-    config.save()
-    repository = open_configured(entry)
-    _check_s3_locking(repository)
-    manifest = repository.create()
-    pub = key_files.key_paths(keys, name)["pub"]
-    info = {"repository": name, "location": repository.storage.location,
-            "revision": manifest.revision, "keys": str(keys), "public_key": str(pub),
-            "config": str(config.path)}
+    classic = backend == CLASSIC
+    settings: dict = {k: v for k, v in (
+        ("backend", backend if classic else None), ("command", server_command),
+        ("mount_root", mount_root), ("spool_root", spool_root), ("gateway", gateway or None),
+        ("owner", owner),
+        ("compression_level", compression_level), ("whitelist_days", whitelist_days),
+    ) if v is not None}
+    if not classic and (server_command or mount_root or spool_root or gateway):
+        raise ConfigError("--command, --mount-root, --spool-root and --gateway apply to "
+                          "--backend cvmfs_server")
+    storage = storage or (CLASSIC_STORAGE if classic else None)
+    if storage is None:
+        raise ConfigError("give --storage DIR or s3://BUCKET[/PREFIX]")
+    storage = _storage_setting(storage, settings, endpoint, region, s3_options)
+    keys = (keys_dir or (CLASSIC_KEYS if classic else default_keys_dir())).expanduser()
+    entry = RepositoryConfig(name, storage, keys.resolve(), settings)
+    info = register_repository(state.config, entry)
     if as_json:
         emit_json(info)
         return
-    stdout.print(f"created {name} at {info['location']} (revision 0)")
-    stdout.print(f"keys in {keys}; clients need {pub}")
-    stdout.print("next: cvmfs-publisher publish DIR --repo "
-                 f"{name} --path /sw/pkg/1.0")
+    if classic:
+        stdout.print(f"registered {name}, published by cvmfs_server (revision "
+                     f"{info['revision']}); clients need {info['public_key']}", markup=False)
+    else:
+        stdout.print(f"created {name} at {info['location']} (revision 0)", markup=False)
+        stdout.print(f"keys in {info['keys']}; clients need {info['public_key']}", markup=False)
+    stdout.print(f"next: cvmfs-publisher publish DIR --repo {name} --path /sw/pkg/1.0",
+                 markup=False)
+
+
+def _storage_setting(storage: str, settings: dict, endpoint: str | None, region: str | None,
+                     s3_options: tuple[str, ...]) -> str:
+    if storage.startswith("s3://"):
+        settings["s3"] = {k: v for k, v in (("endpoint", endpoint), ("region", region)) if v}
+        settings["s3"].update(_key_values(s3_options))
+        return storage
+    if endpoint or region or s3_options:
+        raise ConfigError("--endpoint, --region and --s3 only apply to s3:// storage")
+    if storage.startswith(("http://", "https://")):
+        return storage
+    return str(Path(storage).expanduser().resolve())
 
 
 def _key_values(items: tuple[str, ...]) -> dict[str, str]:
@@ -89,16 +122,6 @@ def _key_values(items: tuple[str, ...]) -> dict[str, str]:
     return result
 
 
-def _check_s3_locking(repository) -> None:  # type: ignore[no-untyped-def]
-    """Publish leases need conditional writes; say so at once on servers that ignore them."""
-    from ..storage.s3 import S3Storage, probe_conditional_writes
-
-    if isinstance(repository.storage, S3Storage):
-        support = probe_conditional_writes(repository.storage)
-        if not support.ok:
-            log.warning("%s; see docs/s3.md", support.describe())
-
-
 @click.command()
 @click.option("--repo", "-r", required=True, metavar="NAME|DIR", help="Repository to re-sign.")
 @click.option("--keys", "keys_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -111,21 +134,21 @@ def resign(state: State, repo: str, keys_dir: Path | None, fqrn: str | None,
            days: int | None, as_json: bool) -> None:
     """Renew the whitelist (it expires after 30 days; run this weekly from cron)."""
     if repo in state.config.repositories:
-        repository = state.configured(repo)
+        publisher = state.publisher(repo)
     else:
         if keys_dir is None or fqrn is None:
             raise ConfigError(f"{repo} is not configured: give --keys and --fqrn")
-        repository = state.repository(repo, fqrn=check_fqrn(fqrn))
-        repository.storage.read_only = False
-        repository.keys_dir = keys_dir
-    whitelist = repository.resign(days)
-    info = {"repository": repository.fqrn, "expires": whitelist.expires.isoformat(),
-            "fingerprints": [fp.fingerprint() for fp in whitelist.fingerprints]}
+        publisher = open_directory_publisher(repo, fqrn, keys_dir)
+    result = publisher.resign(days)
+    expires = result.expires.isoformat() if result.expires else None
     if as_json:
-        emit_json(info)
+        emit_json({"repository": result.fqrn, "expires": expires,
+                   "fingerprints": result.fingerprints})
+    elif result.expires is None:
+        stdout.print(f"whitelist of {result.fqrn} re-signed", markup=False)
     else:
-        stdout.print(f"whitelist of {repository.fqrn} re-signed, valid until "
-                     f"{whitelist.expires:%Y-%m-%d %H:%M} UTC")
+        stdout.print(f"whitelist of {result.fqrn} re-signed, valid until "
+                     f"{result.expires:%Y-%m-%d %H:%M} UTC", markup=False)
 
 
 @click.command("client-config")
@@ -135,13 +158,11 @@ def resign(state: State, repo: str, keys_dir: Path | None, fqrn: str | None,
 @pass_state
 def client_config(state: State, repo: str, url: str | None) -> None:
     """Print a CVMFS client configuration for the repository, and the public key path."""
-    repository = state.configured(repo)
-    name = repository.fqrn
-    assert name is not None and repository.keys_dir is not None
-    server = url or repository.storage.public_url() or f"http://localhost:8000/cvmfs/{name}"
+    settings = state.publisher(repo).client_settings()
+    name, pub = settings.fqrn, settings.public_key
+    server = url or settings.server_url or f"http://localhost:8000/cvmfs/{name}"
     if "@fqrn@" not in server and server.endswith(f"/{name}"):
         server = server[: -len(name)] + "@fqrn@"
-    pub = key_files.key_paths(repository.keys_dir, name)["pub"]
     stdout.print(f"# /etc/cvmfs/config.d/{name}.conf", markup=False)
     stdout.print(f"CVMFS_SERVER_URL={server}", markup=False)
     stdout.print(f"CVMFS_PUBLIC_KEY=/etc/cvmfs/keys/{name}.pub", markup=False)
@@ -155,8 +176,7 @@ def client_config(state: State, repo: str, url: str | None) -> None:
 @pass_state
 def unlock(state: State, repo: str, force: bool) -> None:
     """Break a stale publish lock left by a publisher that died (S3 leases)."""
-    repository = state.configured(repo)
-    removed = repository.storage.break_lock()
+    removed = state.publisher(repo).break_lock()
     if removed is None:
         stdout.print(f"{repo} is not locked")
     else:

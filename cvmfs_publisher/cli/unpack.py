@@ -42,17 +42,15 @@ def unpack(state: State, wishlist: Path | None, repo: str, images: tuple[str, ..
     """Unpack the images of WISHLIST (and/or --image) that changed, and publish them."""
     from unpacker.runs import parse_duration, run_docker_unpack, run_unpack
 
-    repository = state.configured(repo)
-    if compression_level is not None:
-        repository.options.compression_level = compression_level
+    publisher = state.publisher(repo, compression_level=compression_level)
     progress = None if as_json else _progress
     if from_docker:
-        report = run_docker_unpack(repository, list(images), base_url=docker_url, force=force,
+        report = run_docker_unpack(publisher, list(images), base_url=docker_url, force=force,
                                    progress=progress)
     else:
         stop = _stop_on_signals()
         report = run_unpack(
-            repository, wishlist, list(images), platforms=list(platforms),
+            publisher, wishlist, list(images), platforms=list(platforms),
             insecure_registries=insecure, loop=loop,
             interval=parse_duration(interval).total_seconds(), progress=progress,
             force=force, auth_file=auth_file, should_stop=stop.is_set,
@@ -100,7 +98,7 @@ def unpack_gc(state: State, repo: str, grace: str, dry_run: bool, as_json: bool)
     """Remove images no longer wished for (after the grace period) and their flat trees."""
     from unpacker.runs import parse_duration, run_gc
 
-    report = run_gc(state.configured(repo), parse_duration(grace), dry_run)
+    report = run_gc(state.publisher(repo), parse_duration(grace), dry_run)
     if as_json:
         emit_json(asdict(report))
         return

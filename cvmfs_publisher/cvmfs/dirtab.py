@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from ..errors import UsageError
 
 DIRTAB = ".cvmfsdirtab"
+MARKER = ".cvmfscatalog"
+# Without a /.cvmfsdirtab, every release directory /sw/<pkg>/<version> is a nested catalog.
+RELEASE_CATALOGS = ("/sw/*/*",)
 
 
 class InvalidDirtab(UsageError):

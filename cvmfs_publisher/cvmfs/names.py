@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import InvalidName, InvalidPath
+from ..errors import InvalidName, InvalidPath, PathNotFound
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?"
 _FQRN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
@@ -36,6 +36,15 @@ def normalize_path(path: str) -> str:
     if parts and parts[0] == ".cvmfs":
         raise InvalidPath(f"repository path {path!r} is reserved for CVMFS itself")
     return "".join("/" + p for p in parts)
+
+
+def removable_path(path: str) -> str:
+    """A path a publish may remove: any but the root (an empty publish at / clears it)."""
+    path = normalize_path(path)
+    if path == "":
+        raise PathNotFound("refusing to remove the repository root; publish an empty "
+                           "directory at / to clear it")
+    return path
 
 
 def is_within(path: str, ancestor: str) -> bool:

@@ -32,14 +32,14 @@ from ..cvmfs.catalog import (
     file_flags,
 )
 from ..cvmfs.counters import Counters, Tally
+from ..cvmfs.dirtab import MARKER
 from ..cvmfs.hashes import Algorithm, ContentHash, parent_path
 from ..cvmfs.names import display, is_within
-from ..entries import Kind
+from ..entries import Kind, Owner
 from ..errors import InvalidPath
 from .balance import choose_splits
-from .staging import Node, Owner, StagedTree
+from .staging import Node, StagedTree
 
-MARKER = ".cvmfscatalog"
 AUTO_MARKER = ".cvmfsautocatalog"
 log = logging.getLogger(__name__)
 

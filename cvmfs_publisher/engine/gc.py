@@ -19,10 +19,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..cvmfs.catalog import HASH_SHIFT, Catalog
-from ..cvmfs.hashes import Algorithm, ContentHash, Suffix, parse_object_key
+from ..cvmfs.hashes import ContentHash, parse_object_key
 from ..errors import FormatError, StorageError
 from ..storage.base import Storage
+from .reachability import head_objects, reachable_keys
 from .reader import RepositoryReader
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,8 @@ def plan(reader: RepositoryReader, storage: Storage, keep_revisions: int,
             dropped.append(tag.name)
         else:
             roots.add(tag.root_hash)
-    reachable = mark(reader, roots)
-    manifest = reader.manifest
-    for content_hash, suffix in ((manifest.certificate, Suffix.CERTIFICATE),
-                                 (manifest.history, Suffix.HISTORY),
-                                 (manifest.metainfo, Suffix.METAINFO)):
-        if content_hash is not None:
-            reachable.add(content_hash.object_key(suffix))
+    reachable = reachable_keys(reader.catalog, roots)
+    reachable.update(key for key, _ in head_objects(reader.manifest))
     garbage = sweep_candidates(storage, reachable)
     return GcPlan(sorted(numbers), dropped, [key for key, _ in garbage],
                   sum(max(size, 0) for _, size in garbage), len(reachable))
@@ -88,37 +83,6 @@ def revisions_to_keep(reader: RepositoryReader, keep_revisions: int,
         position += 1
         current = catalog.previous_revision
     return kept, numbers
-
-
-def mark(reader: RepositoryReader, roots: set[ContentHash]) -> set[str]:
-    """Every object key reachable from the given root catalogs."""
-    keys: set[str] = set()
-    pending = list(roots)
-    seen: set[ContentHash] = set()
-    while pending:
-        content_hash = pending.pop()
-        if content_hash in seen:
-            continue
-        seen.add(content_hash)
-        keys.add(content_hash.object_key(Suffix.CATALOG))
-        catalog = reader.catalog(content_hash)
-        keys.update(_catalog_objects(catalog))
-        pending.extend(ref.content_hash for ref in catalog.nested())
-    return keys
-
-
-def _catalog_objects(catalog: Catalog) -> set[str]:
-    keys = set()
-    for digest, flags in catalog.conn.execute(
-            "SELECT hash, flags FROM catalog WHERE hash IS NOT NULL"):
-        algorithm = Algorithm(((flags >> HASH_SHIFT) & 7) + 1)
-        keys.add(ContentHash(bytes(digest), algorithm).object_key(Suffix.NONE))
-    for digest, flags in catalog.conn.execute(
-            "SELECT c.hash, k.flags FROM chunks c JOIN catalog k "
-            "ON c.md5path_1 = k.md5path_1 AND c.md5path_2 = k.md5path_2"):
-        algorithm = Algorithm(((flags >> HASH_SHIFT) & 7) + 1)
-        keys.add(ContentHash(bytes(digest), algorithm).object_key(Suffix.PARTIAL))
-    return keys
 
 
 def sweep_candidates(storage: Storage, reachable: set[str]) -> list[tuple[str, int]]:

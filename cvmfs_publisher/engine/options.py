@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cvmfs.compression import DEFAULT_LEVEL
+from ..cvmfs.dirtab import RELEASE_CATALOGS
 from ..cvmfs.hashes import Algorithm
 from ..cvmfs.manifest import DEFAULT_TTL
 from ..cvmfs.whitelist import DEFAULT_DAYS
+from ..entries import Owner
 from .chunking import ChunkPolicy
-from .staging import Owner
 
 
 def default_cache_dir() -> Path:
@@ -33,7 +34,7 @@ class EngineOptions:
     whitelist_days: int = DEFAULT_DAYS
     # Nested catalogs: without a /.cvmfsdirtab, directories matching these patterns become
     # catalogs (one per release); catalogs above autocatalog_max rows are split.
-    release_catalogs: list[str] = field(default_factory=lambda: ["/sw/*/*"])
+    release_catalogs: list[str] = field(default_factory=lambda: list(RELEASE_CATALOGS))
     autocatalog_max: int | None = 100_000
     autocatalog_min: int = 1_000
     cache_dir: Path = field(default_factory=default_cache_dir)

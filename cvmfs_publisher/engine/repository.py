@@ -17,21 +17,20 @@ from ..cvmfs.counters import Counters, Tally
 from ..cvmfs.hashes import ContentHash, Suffix
 from ..cvmfs.key_material import KeySet, certificate_fingerprint
 from ..cvmfs.manifest import Manifest
-from ..cvmfs.metainfo import default_metainfo
-from ..cvmfs.reflog import Reflog, RefType
 from ..cvmfs.whitelist import Whitelist
 from ..errors import KeyMaterialError, RepositoryExists, SignatureError
 from ..storage.base import (
     MANIFEST,
     MASTER_REPLICA,
     MASTER_REPLICA_TEXT,
-    REFLOG,
     WHITELIST,
     Storage,
 )
 from . import key_files
 from .catalog_tree import root_entry
 from .gc import GcPlan, delete
+from .gc import plan as gc_plan
+from .head import HeadWriter
 from .options import EngineOptions
 from .pipeline import ObjectPipeline
 from .reader import ObjectCache, RepositoryReader
@@ -99,6 +98,7 @@ class NativeRepository:
             return self._write_initial(keys, Path(tmp), now)
 
     def _write_initial(self, keys: KeySet, tmp: Path, now: dt.datetime) -> Manifest:
+        """The empty root catalog, the whitelist, then the head (manifest last)."""
         algorithm, stamp = self.options.algorithm, int(now.timestamp())
         owner = self.options.owner or self.options.default_owner
         catalog = Catalog.create(tmp / "root.db", "", root_entry(stamp, owner),
@@ -109,27 +109,16 @@ class NativeRepository:
         data = catalog.file.read_bytes()
         objects = ObjectPipeline(self.storage, algorithm=algorithm,
                                  level=self.options.compression_level, workers=1)
-        root = objects.store_now(data, Suffix.CATALOG)
-        certificate = objects.store_now(keys.certificate, Suffix.CERTIFICATE)
-        metainfo = objects.store_now(default_metainfo(self.fqrn or ""), Suffix.METAINFO)
-        objects.close()
-        self._put_whitelist(keys, [certificate_fingerprint(keys.certificate, algorithm)], now)
-        reflog = Reflog.create(tmp / "reflog.db", self.fqrn or "")
-        for content_hash, ref_type in ((root, RefType.CATALOG), (certificate,
-                                       RefType.CERTIFICATE), (metainfo, RefType.METAINFO)):
-            reflog.add(content_hash, ref_type, stamp)
-        reflog.close()
-        reflog_bytes = reflog.file.read_bytes()
-        self.storage.put(REFLOG, reflog_bytes)
-        self.storage.put(MASTER_REPLICA, MASTER_REPLICA_TEXT)
-        manifest = Manifest(
-            root_catalog=root, catalog_size=len(data), revision=0, fqrn=self.fqrn or "",
-            ttl=self.options.ttl, timestamp=stamp, certificate=certificate, metainfo=metainfo,
-            reflog=ContentHash.of(reflog_bytes, algorithm),
-        )
-        self.storage.flush()
-        self.storage.put(MANIFEST, manifest.sign(keys.signer()))
-        return manifest
+        try:
+            root = objects.store_now(data, Suffix.CATALOG)
+            self._put_whitelist(keys, [certificate_fingerprint(keys.certificate, algorithm)],
+                                now)
+            self.storage.put(MASTER_REPLICA, MASTER_REPLICA_TEXT)
+            head = HeadWriter(self.storage, objects.store_now, keys, self.fqrn or "",
+                              algorithm, tmp, stamp)
+            return head.publish(root, len(data), 0, self.options.ttl, None)
+        finally:
+            objects.close()
 
     # -- whitelist ---------------------------------------------------------------------------
 
@@ -187,13 +176,13 @@ class NativeRepository:
            wait: bool = False) -> GcPlan:
         """Delete unreachable objects under the publish lock (see ``engine/gc.py``)."""
         with self.transaction(wait=wait) as txn:
-            plan = txn.plan_gc(keep_revisions, keep_since)
+            plan = gc_plan(txn.reader, self.storage, keep_revisions, keep_since)
             if dry_run or not (plan.garbage or plan.dropped_tags):
                 return plan
-            txn.apply_gc(plan)
+            txn.edits.drop_for_gc(plan)
             txn.commit(message="garbage collection")
             delete(self.storage, plan.garbage, progress)
-            txn.index.forget(txn.reflog_drops)
+            txn.index.forget(txn.edits.reflog_drops)
         return plan
 
     def _check_can_sign(self, head: TrustedHead, keys: KeySet) -> None:

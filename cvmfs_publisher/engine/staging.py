@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..cvmfs.catalog import encode_xattrs
-from ..entries import SPECIAL_KINDS, Entry, Kind
+from ..entries import SPECIAL_KINDS, Entry, Kind, Owner
 from ..errors import InvalidPath
 from .pipeline import PendingFile
 
@@ -45,24 +45,6 @@ class Node:
     @property
     def st_mode(self) -> int:
         return TYPE_BITS[self.kind] | self.mode
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Replace every uid/gid, as ``cvmfs_server ingest -u/-g`` does."""
-
-    uid: int
-    gid: int
-
-    @classmethod
-    def parse(cls, text: str) -> Owner:
-        try:
-            uid, gid = (int(part) for part in text.split(":"))
-        except ValueError:
-            raise InvalidPath(f"owner {text!r} is not UID:GID") from None
-        if uid < 0 or gid < 0:
-            raise InvalidPath(f"owner {text!r} is not UID:GID")
-        return cls(uid, gid)
 
 
 @dataclass

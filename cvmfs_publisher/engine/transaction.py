@@ -1,68 +1,45 @@
 """One native publish: stage changes, then commit them as a new signed revision.
 
 Commit order is what keeps every crash harmless: file objects, then catalogs from the
-leaves up, the history, certificate and meta-info, the reflog, a durability barrier, and
-the manifest last. Until the manifest is replaced, clients and the next publisher see the
-previous revision; what was uploaded before is unreferenced and garbage collection takes it.
+leaves up (``catalog_tree``), the history (``history_edits``), and the head (``head``:
+certificate, meta-info, reflog, a durability barrier, the manifest last). Until the
+manifest is replaced, clients and the next publisher see the previous revision; what was
+uploaded before is unreferenced and garbage collection takes it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ..cvmfs.catalog import Catalog
 from ..cvmfs.compression import Compression, check_and_decode
-from ..cvmfs.hashes import ContentHash, Suffix, parent_path, parse_object_key
-from ..cvmfs.history import RESERVED, History, Tag, check_tag_name
+from ..cvmfs.dirtab import DIRTAB
+from ..cvmfs.hashes import ContentHash, Suffix, parent_path
+from ..cvmfs.history import Tag
 from ..cvmfs.key_material import KeySet
-from ..cvmfs.manifest import Manifest
-from ..cvmfs.metainfo import default_metainfo
-from ..cvmfs.names import display, is_within, normalize_path
-from ..cvmfs.reflog import Reflog, RefType
-from ..entries import Entry, Kind, PathContent
-from ..errors import (
-    FormatError,
-    ObjectNotFound,
-    PathNotFound,
-    SourceError,
-    TagError,
-    UsageError,
-)
-from ..storage.base import MANIFEST, REFLOG, Storage
-from .catalog_tree import MARKER, CatalogTree
+from ..cvmfs.names import display, normalize_path, removable_path
+from ..entries import Entry, PathContent
+from ..errors import PathNotFound, SourceError, UsageError
+from ..publisher import CommitResult
+from ..storage.base import Storage
+from .catalog_rules import catalog_rules, mark_catalogs
+from .catalog_tree import CatalogTree
 from .content_index import ContentIndex
-from .diff import diff
-from .dirtab import DIRTAB, Dirtab
-from .gc import GcPlan, plan
+from .head import HeadWriter
+from .history_edits import HistoryEdits, generic_tag_name
 from .options import EngineOptions
-from .pipeline import ObjectPipeline, PendingFile, StoredFile, completed
+from .pipeline import ObjectPipeline, PendingFile
 from .reader import ObjectCache, RepositoryReader
-from .staging import Node, StagedTree
+from .staging import StagedTree
 from .trust import TrustedHead
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CommitResult:
-    revision: int
-    root_hash: str
-    tag: str | None
-    files: int
-    bytes_in: int
-    objects_written: int
-    objects_skipped: int
-    objects_reused: int
-    bytes_written: int
-    catalogs_written: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 @dataclass
@@ -101,9 +78,7 @@ class Transaction:
             index=self.index,
         )
         self.ops: list[_Op] = []
-        self.tag_changes: list[tuple[Tag, bool]] = []  # (tag, add?) in order
-        self.rollback_to: Tag | None = None
-        self.reflog_drops: set[str] = set()  # hash strings garbage collection deletes
+        self.edits = HistoryEdits(self.reader)
         self.finished = False
 
     @property
@@ -120,11 +95,7 @@ class Transaction:
         self.ops.append(_Op(path, tree))
 
     def remove(self, path: str) -> None:
-        path = normalize_path(path)
-        if path == "":
-            raise PathNotFound("refusing to remove the repository root; publish an empty "
-                               "directory at / to clear it")
-        self.ops.append(_Op(path, None))
+        self.ops.append(_Op(removable_path(path), None))
 
     def _store(self, entry: Entry) -> PendingFile:
         if entry.content is None:
@@ -144,82 +115,40 @@ class Transaction:
         """
         return self.pipeline.add_file(stream, size_hint, compression)
 
-    def checkpoint(self) -> int:
-        """A mark to ``discard`` back to, e.g. when one image of a batch fails."""
-        return len(self.ops)
-
-    def discard(self, mark: int) -> None:
-        """Forget every change staged after ``mark``; their objects become orphans."""
-        del self.ops[mark:]
-
-    # -- garbage collection ------------------------------------------------------------------
-
-    def plan_gc(self, keep_revisions: int, keep_since: dt.datetime | None) -> GcPlan:
-        """What garbage collection would delete; nothing is changed."""
-        return plan(self.reader, self.storage, keep_revisions, keep_since)
-
-    def apply_gc(self, plan: GcPlan) -> None:
-        """Forget dropped tags and deleted roots in the history and reflog at commit."""
-        for name in plan.dropped_tags:
-            self.tag_changes.append((Tag(name, ContentHash.zero(), 0, 0), False))
-        self.reflog_drops = {str(parse_object_key(key)[0]) for key in plan.garbage}
-
-    # -- tags and rollback --------------------------------------------------------------------
-
-    def check_tag(self, tag: str) -> None:
-        """Fail before any work when a tag name cannot be used."""
-        check_tag_name(tag)
-        if tag in RESERVED:
-            raise TagError(f"tag name {tag!r} is reserved")
-        if self.reader.tag(tag) is not None:
-            raise TagError(f"tag {tag!r} already exists; remove it first or pick another name")
-
-    def add_tag(self, name: str, target: str | None = None, message: str = "") -> Tag:
-        """Name an existing revision (default: the current one) without new content."""
-        self.check_tag(name)
-        found = self.reader.resolve(target)
-        tag = Tag(name, found.root_hash, found.revision, found.timestamp, message, found.size)
-        self.tag_changes.append((tag, True))
-        return tag
-
-    def remove_tag(self, name: str) -> None:
-        if name in RESERVED:
-            raise TagError(f"tag {name!r} is maintained automatically and cannot be removed")
-        if self.reader.tag(name) is None:
-            raise TagError(f"tag {name!r} does not exist")
-        self.tag_changes.append((Tag(name, ContentHash.zero(), 0, 0), False))
-
-    def rollback(self, target: str) -> Tag:
-        """Publish a new revision whose content equals ``target`` (a tag or revision)."""
-        found = self.reader.resolve(target)
-        current = self.head.manifest.root_catalog
-        if next(diff(self.reader, found.root_hash, current), None) is None:
-            raise TagError(f"{target} is already the current content")
-        self.rollback_to = found
-        return found
-
     # -- committing -------------------------------------------------------------------------
 
     def commit(self, tag: str | None = None, message: str = "") -> CommitResult:
         if tag is not None:
-            self.check_tag(tag)
-        if self.rollback_to is not None:
+            self.edits.check_new_tag(tag)
+        if self.edits.rollback_to is not None:
+            if self.ops or self.edits.tags_changed:
+                raise UsageError("a rollback is a revision of its own: stage nothing else "
+                                 "in the same session")
             return self._finish(*self._rollback_root(), ["/"], tag, message)
         if not self.ops:
-            if not self.tag_changes and not self.reflog_drops:
+            if tag is not None or not self.edits.tags_changed:
                 raise UsageError("nothing to publish")
             old = self.head.manifest
             return self._finish(old.root_catalog, old.catalog_size, old.revision, [], None,
                                 message, new_revision=False)
+        root_hash, root_size, revision, written = self._write_catalogs()
+        return self._finish(root_hash, root_size, revision, written, tag, message)
+
+    def _write_catalogs(self) -> tuple[ContentHash, int, int, list[str]]:
+        """Every staged change applied, catalogs written leaves first."""
         self.pipeline.drain()
         empty = self.pipeline.store_now(b"", Suffix.NONE)
-        self._mark_catalogs(empty)
+        owner = self.options.owner or self.options.default_owner
+        rules = catalog_rules(self.ops, self.reader, self._read_stored,
+                              self.options.release_catalogs)
+        if rules:
+            mark_catalogs(self.ops, rules, empty, owner)
         tree = CatalogTree(
             self.scratch,
             lambda h: self.cache.fetch(self.storage, h, Suffix.CATALOG),
             self.head.manifest.root_catalog,
             now=self.now,
-            owner=self.options.owner or self.options.default_owner,
+            owner=owner,
             algorithm=self.options.algorithm,
             empty_file=empty,
             max_entries=self.options.autocatalog_max,
@@ -234,14 +163,14 @@ class Transaction:
             tree.close()
         assert root.done is not None and root.previous is not None
         root_hash, root_size, _ = root.done
-        return self._finish(root_hash, root_size, root.previous[1] + 1, written, tag, message)
+        return root_hash, root_size, root.previous[1] + 1, written
 
     def _rollback_root(self) -> tuple[ContentHash, int, int]:
         """The target's root catalog as the next revision: nested catalogs are shared."""
-        assert self.rollback_to is not None
+        target = self.edits.rollback_to
+        assert target is not None
         file = self.scratch / "rollback.db"
-        shutil.copyfile(self.cache.fetch(self.storage, self.rollback_to.root_hash,
-                                         Suffix.CATALOG), file)
+        shutil.copyfile(self.cache.fetch(self.storage, target.root_hash, Suffix.CATALOG), file)
         catalog = Catalog.open(file, writable=True)
         catalog.begin()
         revision = self.head.manifest.revision + 1
@@ -255,8 +184,12 @@ class Transaction:
     def _finish(self, root_hash: ContentHash, root_size: int, revision: int,
                 written: list[str], tag: str | None, message: str,
                 new_revision: bool = True) -> CommitResult:
-        manifest = self._publish_head(root_hash, root_size, revision, tag, message,
+        history = self._write_history(root_hash, root_size, revision, tag, message,
                                       new_revision)
+        writer = HeadWriter(self.storage, self.pipeline.store_now, self.keys, self.fqrn,
+                            self.options.algorithm, self.scratch, self.now,
+                            self.head.manifest, self.head.raw, self.edits.reflog_drops)
+        manifest = writer.publish(root_hash, root_size, revision, self.options.ttl, history)
         self.finished = True
         stats = self.pipeline.stats
         return CommitResult(
@@ -273,50 +206,20 @@ class Transaction:
             seconds=time.monotonic() - self.started,
         )
 
-    # -- nested catalog rules ------------------------------------------------------------
+    def _write_history(self, root_hash: ContentHash, size: int, revision: int,
+                       tag: str | None, message: str, new_revision: bool) -> ContentHash:
+        old = self.head.manifest.history
+        previous = self.cache.fetch(self.storage, old, Suffix.HISTORY) if old else None
+        head = Tag("", root_hash, revision, self.now, message, size) if new_revision else None
+        name = tag
+        if name is None and new_revision and self.options.auto_tag:
+            name = generic_tag_name(previous, self.now)
+        file = self.scratch / "history.db"
+        self.edits.write(file, previous, head, name, self.fqrn, self.options.algorithm)
+        return self._store_and_cache(file.read_bytes(), Suffix.HISTORY)
 
-    def _mark_catalogs(self, empty: ContentHash) -> None:
-        """Add ``.cvmfscatalog`` to staged directories the dirtab (or release rule) names."""
-        rules = self._catalog_rules()
-        if not rules:
-            return
-        owner = self.options.owner or self.options.default_owner
-        for op in self.ops:
-            if op.tree is None:
-                continue
-            for rel, node in op.tree.walk():
-                full = f"{op.path}/{rel}" if rel else op.path
-                if node.kind is not Kind.DIR or not rules.matches(full):
-                    continue
-                assert node.children is not None
-                if MARKER not in node.children:  # its directory's mtime: stable on republish
-                    node.children[MARKER] = Node(MARKER, Kind.FILE, 0o644, owner.uid, owner.gid,
-                                                 node.mtime, content=completed(empty, 0))
-
-    def _catalog_rules(self) -> Dirtab | None:
-        text = self._dirtab_text()
-        if text is not None:
-            return Dirtab.parse(text)
-        patterns = self.options.release_catalogs
-        return Dirtab.from_patterns(patterns) if patterns else None
-
-    def _dirtab_text(self) -> str | None:
-        """The ``/.cvmfsdirtab`` this publish ends with: staged if any, else the current one."""
-        for op in reversed(self.ops):
-            if op.tree is None and is_within(f"/{DIRTAB}", op.path):
-                return None
-            if op.tree is not None and op.path in ("", f"/{DIRTAB}"):
-                node = op.tree.find(DIRTAB) if op.path == "" else op.tree.root
-                if node is not None and node.kind is Kind.FILE and node.content is not None:
-                    return self._read_stored(node.content.result()).decode("utf-8", "replace")
-                if op.path == "":
-                    return None
-        found = self.reader.lookup(f"/{DIRTAB}")
-        if found is None or not found.entry.is_regular:
-            return None
-        return b"".join(self.reader.read(f"/{DIRTAB}")).decode("utf-8", "replace")
-
-    def _read_stored(self, stored: StoredFile) -> bytes:
+    def _read_stored(self, pending: PendingFile) -> bytes:
+        stored = pending.result()
         if stored.content_hash is None:
             raise SourceError(f"{DIRTAB} is too large to be a dirtab")
         data = self.storage.get(stored.content_hash.object_key(Suffix.NONE))
@@ -342,83 +245,6 @@ class Transaction:
             tree.remove(op.path, retime=False, merge=False)
         tree.insert(op.path, op.tree, existed=existed)
 
-    def _publish_head(
-        self, root_hash: ContentHash, root_size: int, revision: int, tag: str | None,
-        message: str, new_revision: bool = True,
-    ) -> Manifest:
-        store = self.pipeline.store_now
-        history = self._write_history(root_hash, root_size, revision, tag, message,
-                                      new_revision)
-        certificate = store(self.keys.certificate, Suffix.CERTIFICATE)
-        old = self.head.manifest
-        metainfo = old.metainfo or store(default_metainfo(self.fqrn), Suffix.METAINFO)
-        reflog = self._updated_reflog(
-            [(root_hash, RefType.CATALOG), (certificate, RefType.CERTIFICATE),
-             (history, RefType.HISTORY), (metainfo, RefType.METAINFO)]
-        )
-        manifest = Manifest(
-            root_catalog=root_hash,
-            catalog_size=root_size,
-            revision=revision,
-            fqrn=self.fqrn,
-            ttl=self.options.ttl,
-            timestamp=max(self.now, old.timestamp),
-            certificate=certificate,
-            history=history,
-            metainfo=metainfo,
-            reflog=ContentHash.of(reflog, self.options.algorithm),
-            garbage_collectable=old.garbage_collectable,
-            alt_catalog_path=old.alt_catalog_path,
-        )
-        signed = manifest.sign(self.keys.signer())
-        self.storage.put(REFLOG, reflog)
-        self.storage.flush()
-        self.storage.put(MANIFEST, signed)
-        return manifest
-
-    def _write_history(self, root_hash: ContentHash, size: int, revision: int,
-                       tag: str | None, message: str, new_revision: bool) -> ContentHash:
-        file = self.scratch / "history.db"
-        previous = self.head.manifest.history
-        if previous is not None:
-            shutil.copyfile(self.cache.fetch(self.storage, previous, Suffix.HISTORY), file)
-            history = History(file, writable=True)
-        else:
-            history = History.create(file, self.fqrn, self.options.algorithm)
-        history.conn.execute("BEGIN")
-        for change, add in self.tag_changes:
-            history.remove(change.name)
-            if add:
-                history.insert(change)
-        if new_revision:
-            head = Tag("", root_hash, revision, self.now, message, size)
-            name = tag or (generic_tag_name(history, self.now) if self.options.auto_tag
-                           else None)
-            if name is not None:
-                history.insert(Tag(name, root_hash, revision, self.now, message, size))
-            history.update_trunk(head)
-        history.set_previous_revision(previous or ContentHash.zero(self.options.algorithm))
-        history.close()
-        return self._store_and_cache(file.read_bytes(), Suffix.HISTORY)
-
-    def _updated_reflog(self, refs: list[tuple[ContentHash, RefType]]) -> bytes:
-        file = self.scratch / "reflog.db"
-        try:
-            file.write_bytes(self.storage.get(REFLOG))
-            reflog = Reflog(file, writable=True)
-        except (ObjectNotFound, FormatError) as exc:
-            log.warning("starting a new reflog: the old one is unusable (%s); garbage "
-                        "collection will not see revisions before this one", exc)
-            file.unlink(missing_ok=True)
-            reflog = Reflog.create(file, self.fqrn)
-        reflog.conn.execute("BEGIN")
-        for dropped in self.reflog_drops:
-            reflog.remove(dropped)
-        for content_hash, ref_type in refs:
-            reflog.add(content_hash, ref_type, self.now)
-        reflog.close()
-        return file.read_bytes()
-
     def abort(self) -> None:
         self.pipeline.close(cancel=True)
         self._release()
@@ -431,13 +257,3 @@ class Transaction:
         """Objects that were stored stay valid hints even if this publish aborted."""
         self.index.close()
         self.reader.close()
-
-
-def generic_tag_name(history: History, now: int) -> str:
-    """``generic-<UTC time>`` like ``cvmfs_server``'s auto tags, numbered on collision."""
-    stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    name, n = f"generic-{stamp}", 0
-    while history.get(name) is not None:
-        n += 1
-        name = f"generic_{n}-{stamp}"
-    return name

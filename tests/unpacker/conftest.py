@@ -18,11 +18,15 @@ import pytest
 from imagekit import PASSWORD, USER
 from regkit import HERE, Server, _registry, _start, free_port, require_tools
 
+from cvmfs_publisher.backends.native import NativePublisher
 from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.storage.local import LocalStorage
 
 FQRN = "unpacked.example.org"
+# Long enough that no token expires at the registry during a run, however loaded the
+# machine: the refresh at 80 % is tested with a controlled clock, not by waiting.
+TOKEN_LIFETIME = 600
 
 
 @dataclass
@@ -31,6 +35,7 @@ class Registries:
     basic: str
     token: str
     token_log: Path
+    token_lifetime: int  # the token server's expires_in (s); its JWTs expire with it too
     servers: list[Server] = field(default_factory=list)
 
 
@@ -52,13 +57,15 @@ def registries(tmp_path_factory: pytest.TempPathFactory):
         token_port, cert = free_port(), work / "token-cert.pem"
         token_server = _start("tokenserver", [
             sys.executable, str(HERE / "tokenserver.py"), str(token_port), str(cert),
-            json.dumps({USER: PASSWORD}), "4"], work, f"http://127.0.0.1:{token_port}/token")
+            json.dumps({USER: PASSWORD}), str(TOKEN_LIFETIME)], work,
+            f"http://127.0.0.1:{token_port}/token")
         servers.append(token_server)
         token, token_host = _registry("token", work, data, {"token": {
             "realm": f"http://127.0.0.1:{token_port}/token", "service": "test-registry",
             "issuer": "test-issuer", "rootcertbundle": str(cert)}})
         servers.append(token)
-        yield Registries(plain_host, basic_host, token_host, token_server.log, servers)
+        yield Registries(plain_host, basic_host, token_host, token_server.log, TOKEN_LIFETIME,
+                         servers)
     finally:
         for server in reversed(servers):
             server.stop()
@@ -111,15 +118,15 @@ def images(registries: Registries, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture
 def make_repo(tmp_path: Path):
-    """Fresh native repositories in this test's directory."""
+    """Fresh native repositories in this test's directory, as Publishers."""
     counter = iter(range(100))
 
-    def make(name: str = FQRN) -> NativeRepository:
+    def make(name: str = FQRN) -> NativePublisher:
         base = tmp_path / f"repo{next(counter)}"
         repo = NativeRepository(LocalStorage(base / "storage"), name, keys_dir=base / "keys",
                                 options=EngineOptions(cache_dir=base / "cache",
                                                       work_dir=None))
         repo.create()
-        return repo
+        return NativePublisher(repo)
 
     return make

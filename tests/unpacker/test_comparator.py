@@ -19,7 +19,7 @@ def test_flat_tree_equals_umoci_unpack(kind, images, oracle, make_repo):
     report = run_unpack(repo, None, [images.refs[kind]])
     assert report.ok, [o.detail for o in report.failed]
     assert [o.status for o in report.outcomes] == ["unpacked"]
-    reader = repo.reader()
+    reader = repo.repository.reader()
     name = images.refs[kind]
     top = flat_of(reader, name)
     assert top.startswith("/.flat/")

@@ -49,14 +49,14 @@ def test_image_from_podman_equals_umoci_unpack(podman, images, make_repo):
     report = run_docker_unpack(repo, ["localhost/test/img:1.0"], base_url=podman)
     assert report.ok, [o.detail for o in report.failed]
     assert [o.status for o in report.outcomes] == ["unpacked"]
-    reader = repo.reader()
+    reader = repo.repository.reader()
     top = flat_of(reader, "localhost/test/img:1.0")
     problems = differences(published_view(reader, top), oracle_view(images.oracle))
     assert not problems, "\n".join(problems)
-    assert repo.verify().ok
-    revision = repo.head().manifest.revision
+    assert repo.repository.verify().ok
+    revision = repo.repository.head().manifest.revision
     again = run_docker_unpack(repo, ["localhost/test/img:1.0"], base_url=podman)
     assert [o.status for o in again.outcomes] == ["unchanged"]
-    assert repo.head().manifest.revision == revision
+    assert repo.repository.head().manifest.revision == revision
     missing = run_docker_unpack(repo, ["localhost/no/such:1"], base_url=podman)
     assert missing.failed and not missing.ok

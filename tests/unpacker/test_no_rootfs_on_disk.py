@@ -53,8 +53,8 @@ def test_unpack_writes_only_repository_files(images, make_repo, tmp_path, monkey
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.chdir(cwd)
-    storage_root = Path(repo.storage.location).resolve()
-    cache_root = repo.options.cache_dir.resolve()
+    storage_root = Path(repo.repository.storage.location).resolve()
+    cache_root = repo.repository.options.cache_dir.resolve()
     _events.clear()
     _recording.set()
     try:

@@ -22,7 +22,7 @@ def _wishlist(tmp_path, inputs: list[str], extra: str = "", repo: str = "unpacke
 
 
 def _revision(repo) -> int:
-    return repo.head().manifest.revision
+    return repo.repository.head().manifest.revision
 
 
 def _read(reader, path: str) -> bytes:
@@ -46,7 +46,7 @@ def test_wishlist_layout_rerun_and_verify(images, make_repo, tmp_path):
     assert statuses[images.refs["docker"]] == "relinked"
     assert {n for n in statuses if "/test/small:" in n} == {
         f"{host}/test/small:v0", f"{host}/test/small:v1", f"{host}/test/small:v2"}
-    reader = repo.reader()
+    reader = repo.repository.reader()
     name = images.refs["oci"]
     link = reader.require(f"/{name}").entry
     assert link.is_symlink and link.symlink.startswith("../../.flat/")
@@ -63,7 +63,7 @@ def test_wishlist_layout_rerun_and_verify(images, make_repo, tmp_path):
     assert _read(reader, f"/.metadata/{name}/manifest.json") == served
     state = json.loads(_read(reader, f"/.metadata/{name}/unpack.json"))
     assert state["flats"] == {"": f"sha256:{config_hex}"} and state["unwished_since"] is None
-    assert repo.verify().ok, repo.verify().problems
+    assert repo.repository.verify().ok, repo.repository.verify().problems
     revision = _revision(repo)
     again = run_unpack(repo, wishlist, [])
     assert again.ok and not again.revisions
@@ -84,12 +84,12 @@ def test_tag_move_unwish_and_gc(images, make_repo, tmp_path):
     wishlist = _wishlist(tmp_path, [ref, f"{host}/test/small:v0"])
     repo = make_repo()
     assert run_unpack(repo, wishlist, []).ok
-    reader = repo.reader()
+    reader = repo.repository.reader()
     old_flat = flat_of(reader, ref)
     _push_moving(host, b"second")
     report = run_unpack(repo, wishlist, [])
     assert _statuses(report)[ref] == "unpacked"
-    reader = repo.reader()
+    reader = repo.repository.reader()
     new_flat = flat_of(reader, ref)
     assert new_flat != old_flat
     assert _read(reader, f"{new_flat}/content.txt") == b"second"
@@ -104,10 +104,10 @@ def test_tag_move_unwish_and_gc(images, make_repo, tmp_path):
     revision = _revision(repo)
     dry = run_gc(repo, week, dry_run=True, now=later)
     assert dry.removed_flats and _revision(repo) == revision
-    assert repo.reader().lookup(old_flat) is not None
+    assert repo.repository.reader().lookup(old_flat) is not None
     gone = run_gc(repo, week, dry_run=False, now=later)
     assert gone.removed_flats == [f"sha256:{old_flat.rsplit('/', 1)[1]}"]
-    reader = repo.reader()
+    reader = repo.repository.reader()
     assert reader.lookup(old_flat) is None and reader.lookup(new_flat) is not None
 
     # Drop the moving image from the wishlist: marked once, collected after the grace.
@@ -120,11 +120,11 @@ def test_tag_move_unwish_and_gc(images, make_repo, tmp_path):
     result = run_gc(repo, week, dry_run=False, now=later)
     assert result.removed_images == [ref]
     assert f"sha256:{new_flat.rsplit('/', 1)[1]}" in result.removed_flats
-    reader = repo.reader()
+    reader = repo.repository.reader()
     for path in (f"/{ref}", f"/.metadata/{ref}", new_flat):
         assert reader.lookup(path) is None, path
     assert reader.lookup(f"/{host}/test/small:v0") is not None
-    assert repo.verify().ok
+    assert repo.repository.verify().ok
 
 
 def test_rewished_image_is_kept(images, make_repo, tmp_path):
@@ -145,7 +145,7 @@ def test_multiarch_layout(images, make_repo):
     name = images.refs["multi"]
     report = run_unpack(repo, None, [name], platforms=["all"])
     assert report.ok, [o.detail for o in report.failed]
-    reader = repo.reader()
+    reader = repo.repository.reader()
     assert reader.require(f"/{name}").entry.symlink == \
         f"../../.multiarch/$(CVMFS_ARCH:-amd64)/{name}"
     flats = {}
@@ -162,17 +162,17 @@ def test_multiarch_layout(images, make_repo):
         assert reader.require(f"/.multiarch/{alias}").entry.symlink == canonical
     index = json.loads(_read(reader, f"/.metadata/{name}/manifest.json"))
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
-    assert repo.verify().ok
+    assert repo.repository.verify().ok
 
     # One platform of the list: a plain link to that platform's flat.
     other = make_repo()
     report = run_unpack(other, None, [images.refs["multi-docker"]], platforms=["aarch64"])
     assert report.ok, [o.detail for o in report.failed]
-    arm = flat_of(other.reader(), images.refs["multi-docker"])
+    arm = flat_of(other.repository.reader(), images.refs["multi-docker"])
     assert arm.rsplit("/", 1)[1] == flats["arm64:v8"].rsplit("/", 1)[1]
     default = make_repo()
     assert run_unpack(default, None, [images.refs["multi"]]).ok
-    assert flat_of(default.reader(), images.refs["multi"]) == flats["amd64"]
+    assert flat_of(default.repository.reader(), images.refs["multi"]) == flats["amd64"]
 
 
 def test_failing_images_do_not_block_others(images, make_repo, tmp_path):
@@ -199,14 +199,14 @@ def test_failing_images_do_not_block_others(images, make_repo, tmp_path):
         if "hostile" in image:
             assert image.rsplit("/", 1)[1].replace("hostile:", "") in detail or \
                 "test/hostile" in detail, detail
-    reader = repo.reader()
+    reader = repo.repository.reader()
     assert reader.lookup(f"/{good}") is not None
     for image in hostile:
         assert reader.lookup(f"/{image}") is None
         assert reader.lookup(f"/.metadata/{image}") is None
     assert not any(p.startswith("/.flat/") and p.count("/") == 3 and
                    reader.lookup(f"{p}/ok.txt") for p, _ in reader.walk("/.flat"))
-    assert repo.verify().ok
+    assert repo.repository.verify().ok
     # Declared flaky: the same failures only warn.
     wishlist = _wishlist(tmp_path, [f"{host}/test/hostile:dotdot", good],
                          extra=f"ignoreErrors:\n  - '*://{host}/test/hostile:*'\n")
@@ -226,7 +226,7 @@ def test_prefix_loop_and_repository_check(images, make_repo, tmp_path):
                         should_stop=lambda: len(rounds) >= 2, on_round=rounds.append)
     assert [o.status for o in rounds[0].outcomes] == ["unpacked"]
     assert [o.status for o in report.outcomes] == ["unchanged"] and len(rounds) == 2
-    reader = repo.reader()
+    reader = repo.repository.reader()
     name = f"{host}/test/small:v1"
     assert flat_of(reader, name, "/images/sub").startswith("/images/sub/.flat/")
     assert reader.lookup(f"/images/sub/.metadata/{name}/manifest.json") is not None
@@ -249,7 +249,7 @@ def test_hard_link_to_a_file_whited_out_in_the_same_layer(images, make_repo):
     repo = make_repo()
     name = f"{host}/test/edge:link-before-whiteout"
     assert run_unpack(repo, None, [name]).ok
-    reader = repo.reader()
+    reader = repo.repository.reader()
     flat = flat_of(reader, name)
     assert _read(reader, f"{flat}/y.txt") == b"lower x\n"
     assert reader.lookup(f"{flat}/x.txt") is None and reader.lookup(f"{flat}/keep.txt") is None
@@ -259,7 +259,7 @@ def test_single_manifest_in_multiarch_mode(images, make_repo):
     repo = make_repo()
     name = images.refs["oci"]
     assert run_unpack(repo, None, [name], platforms=["amd64", "arm64"]).ok
-    reader = repo.reader()
+    reader = repo.repository.reader()
     assert reader.require(f"/.multiarch/amd64/{name}").entry.is_symlink
     assert reader.require("/.multiarch/x86_64").entry.symlink == "amd64"
     assert "$(CVMFS_ARCH:-amd64)" in reader.require(f"/{name}").entry.symlink
