@@ -87,10 +87,6 @@ class RepositoryConfig:
     def backend(self) -> str:
         return str(self.settings.get("backend", "native"))
 
-    @property
-    def is_s3(self) -> bool:
-        return self.storage.startswith("s3://")
-
     def location(self) -> str:
         """Where the repository itself lives: ``<storage>/<name>`` as a Stratum 0 serves it.
 

@@ -21,7 +21,7 @@ from .errors import InvalidName, RepositoryExists, RepositoryNotFound
 from .publisher import Publisher
 from .storage import Storage, open_storage
 
-NATIVE, CLASSIC = "native", "cvmfs_server"
+CLASSIC = "cvmfs_server"
 CLASSIC_STORAGE = "/srv/cvmfs"  # cvmfs_server's local storage; an S3 or HTTP URL also works
 CLASSIC_KEYS = Path("/etc/cvmfs/keys")
 log = logging.getLogger(__name__)

@@ -60,21 +60,20 @@ class DirectoryView(TreeView):
         except FileNotFoundError:
             return None
 
-    def listdir(self, path: str) -> list[PathInfo]:
+    def _require(self, path: str, kind: Kind) -> Path:
         found = self.lookup(path)
-        if found is None or not found.is_directory:
-            raise PathNotFound(f"{path or '/'} is not a directory in {self.root}")
         resolved = self._resolve(path)
-        assert resolved is not None
+        if found is None or found.kind is not kind or resolved is None:
+            raise PathNotFound(f"{path or '/'} is not a {kind.value} in {self.root}")
+        return resolved
+
+    def listdir(self, path: str) -> list[PathInfo]:
+        resolved = self._require(path, Kind.DIR)
         infos = (path_info(name, resolved / name) for name in sorted(os.listdir(resolved)))
         return [info for info in infos if info is not None]
 
     def read(self, path: str) -> Iterator[bytes]:
-        found = self.lookup(path)
-        if found is None or not found.is_regular:
-            raise PathNotFound(f"{path or '/'} is not a regular file in {self.root}")
-        resolved = self._resolve(path)
-        assert resolved is not None
+        resolved = self._require(path, Kind.FILE)
         fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as handle:
             while block := handle.read(1 << 20):
