@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import sys
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -110,6 +111,10 @@ class RepositoryHandler(BaseHTTPRequestHandler):
         except StorageError as exc:  # the status line is out: all we can do is hang up
             log.warning("serving %s failed midway: %s", key, exc)
             self.close_connection = True
+        except ConnectionError as exc:  # the client went away: routine for caches and clients
+            log.info("%s hung up during %s (%s)", self.address_string(), key,
+                     exc.strerror or type(exc).__name__)
+            self.close_connection = True
 
     def _start_response(self, key: str, size: int) -> tuple[int, int]:
         start, end, status = 0, size - 1, HTTPStatus.OK
@@ -154,10 +159,20 @@ def _copy_exact(source: ObjectStream, sink: BinaryIO, length: int) -> None:
         remaining -= len(block)
 
 
+class RepositoryServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """One log line for a connection that broke; a traceback only for our own bugs."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            log.info("%s: connection closed (%s)", client_address[0], error)
+        else:
+            log.exception("serving %s failed", client_address[0])
+
+
 def make_server(repositories: dict[str, Storage], host: str, port: int) -> ThreadingHTTPServer:
     """A threaded server for the given ``fqrn -> storage`` map (port 0 picks a free one)."""
     handler = type("Handler", (RepositoryHandler,), {"repositories": dict(repositories)})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return RepositoryServer((host, port), handler)
 

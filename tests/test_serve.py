@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import http.client
+import io
+import logging
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,3 +210,36 @@ def test_http_storage_streams_with_the_content_length(served: tuple[int, Path]) 
     with storage.open(key) as stream:
         assert stream.size == (root / key).stat().st_size
         assert b"".join(stream) == (root / key).read_bytes()
+
+
+class _HugeObjects(StorageWrapper):
+    """Every object is 64 MiB: more than the socket buffers, so a hang-up breaks a write."""
+
+    def open(self, key: str) -> ObjectStream:
+        size = 64 << 20
+        return ObjectStream(io.BytesIO(bytes(size)), size, key)
+
+
+def test_client_hanging_up_is_one_log_line(served, caplog, capfd) -> None:
+    _port, root = served
+    server = make_server({NAME: _HugeObjects(LocalStorage(root))}, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="cvmfs_publisher.http_server"):
+            for _ in range(3):
+                with socket.create_connection(server.server_address[:2]) as client:
+                    client.sendall(f"GET /cvmfs/{NAME}/{an_object(root)} HTTP/1.1\r\n"
+                                   "Host: x\r\n\r\n".encode())
+                    assert client.recv(1024).startswith(b"HTTP/1.0 200")
+            deadline = time.monotonic() + 30
+            while len([r for r in caplog.records if "hung up" in r.getMessage()]) < 3:
+                assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+                time.sleep(0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+    hung_up = [r for r in caplog.records if "hung up" in r.getMessage()]
+    assert len(hung_up) == 3 and all(r.levelno == logging.INFO for r in hung_up)
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.exc_info]

@@ -9,13 +9,12 @@ import threading
 from pathlib import Path
 
 import click
-from rich.text import Text
 
 from .. import __version__
 from ..errors import PublisherError, VerificationFailed
 from . import browse, history, publish, repo, serve, unpack, verify
 from .common import State
-from .output import stderr
+from .output import printable, stderr
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -38,11 +37,16 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 
 
 class CurrentStderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is when a record arrives, not at setup time."""
+    """Writes to whatever ``sys.stderr`` is when a record arrives, not at setup time.
+
+    Log messages quote names from repositories and archives: escaped like all output.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stderr
-        super().emit(record)
+        shown = logging.makeLogRecord(record.__dict__)
+        shown.msg, shown.args = printable(record.getMessage()), None
+        super().emit(shown)
 
 
 for module in (repo, publish, browse, history, verify, serve, unpack):
@@ -84,7 +88,7 @@ def _run(argv: list[str] | None) -> int:
     except VerificationFailed as exc:
         return exc.exit_code
     except PublisherError as exc:
-        stderr.print(Text.assemble(("error: ", "bold red"), str(exc)))
+        stderr.print(f"error: {exc}")
         return exc.exit_code
     except click.exceptions.Abort:
         stderr.print("interrupted")

@@ -4,11 +4,15 @@ Each non-comment line is an absolute path pattern; ``*`` and ``?`` do not cross 
 Lines starting with ``!`` exclude, and their wildcards do cross ``/`` ("relaxed"). A
 directory is a catalog root when a positive rule matches and no exclusion does. A rule
 that is both positive and negative makes the whole file invalid, as upstream.
+
+Patterns are matched by simulating all their positions at once over the path, never by
+backtracking: a dirtab is input from whoever can publish, and a line like
+``/*a*a*a*a*a*b`` must not make every later publish hang (a regular expression engine
+takes exponential time on it). The cost is at most (path length x pattern length).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -23,23 +27,52 @@ class InvalidDirtab(UsageError):
     """A ``.cvmfsdirtab`` that upstream would refuse."""
 
 
-def _regex(pattern: str, relaxed: bool) -> re.Pattern[str]:
-    star, one = (".*", ".") if relaxed else ("[^/]*", "[^/]")
-    parts = []
-    for char in pattern.rstrip("/"):
-        if char == "*":
-            parts.append(star)
-        elif char == "?":
-            parts.append(one)
-        else:
-            parts.append(re.escape(char))
-    return re.compile("^" + "".join(parts) + "/?$")
+class Pattern:
+    """A glob whose ``*`` and ``?`` stop at ``/`` unless ``relaxed``.
+
+    Bit ``i`` of a state set means "the first ``i`` pattern characters are matched"; one
+    step over a path character moves every position at once (``*`` stays or moves on).
+    """
+
+    def __init__(self, text: str, relaxed: bool = False) -> None:
+        self.text, self.relaxed = text, relaxed
+        self.stars = sum(1 << i for i, token in enumerate(text) if token == "*")
+        self.any_one = sum(1 << i for i, token in enumerate(text) if token == "?")
+        self.accept = 1 << len(text)
+        self._literal: dict[str, int] = {}
+
+    def _closure(self, states: int) -> int:
+        """A ``*`` may match nothing: its next position is reachable without reading."""
+        while True:
+            grown = states | ((states & self.stars) << 1)
+            if grown == states:
+                return states
+            states = grown
+
+    def _advance(self, char: str) -> int:
+        mask = self._literal.get(char)
+        if mask is None:
+            mask = sum(1 << i for i, token in enumerate(self.text) if token == char)
+            self._literal[char] = mask
+        return mask
+
+    def match(self, path: str) -> bool:
+        """The whole path matches, with or without one trailing ``/``."""
+        states = before = self._closure(1)
+        for char in path:
+            wild = self.relaxed or char != "/"
+            movers = self._advance(char) | (self.any_one if wild else 0)
+            before, states = states, self._closure(
+                ((states & movers) << 1) | (states & self.stars if wild else 0))
+            if not states and not before & self.accept:
+                return False
+        return bool(states & self.accept or (path.endswith("/") and before & self.accept))
 
 
 @dataclass(frozen=True)
 class Dirtab:
-    positive: tuple[re.Pattern[str], ...]
-    negative: tuple[re.Pattern[str], ...]
+    positive: tuple[Pattern, ...]
+    negative: tuple[Pattern, ...]
 
     @classmethod
     def parse(cls, text: str, where: str = DIRTAB) -> Dirtab:
@@ -59,8 +92,8 @@ class Dirtab:
         both = set(positive) & set(negative)
         if both:
             raise InvalidDirtab(f"{where}: {sorted(both)} is both included and excluded")
-        return cls(tuple(_regex(p, False) for p in positive),
-                   tuple(_regex(n, True) for n in negative))
+        return cls(tuple(Pattern(p.rstrip("/")) for p in positive),
+                   tuple(Pattern(n.rstrip("/"), relaxed=True) for n in negative))
 
     @classmethod
     def from_patterns(cls, patterns: list[str]) -> Dirtab:
