@@ -29,11 +29,19 @@ repositories:
     spool_root: /var/spool/cvmfs      # its read-only mount of the published revision
     gateway: false                    # true: transactions lease only the changed subtree
 ```
+
+``SETTINGS`` is the schema: every key, its kind and range, the backends it applies to and
+whether ``CVMFS_PUBLISHER_<KEY>`` overrides it (the ``s3:`` mapping has its own table in
+``storage/s3/settings.py``). The whole file and the environment are checked when the
+configuration loads, before any command has created a directory, a key or an object;
+each problem is one line naming the file, the repository, the key and what is allowed.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,22 +49,151 @@ from typing import Any
 
 import yaml
 
+from .cvmfs.dirtab import Dirtab
 from .cvmfs.names import check_fqrn
 from .engine.chunking import ChunkPolicy
-from .engine.options import EngineOptions, default_cache_dir
+from .engine.options import LIMITS, EngineOptions, default_cache_dir
 from .entries import Owner
-from .errors import ConfigError, InvalidName
-from .values import to_bool, to_int
+from .errors import ConfigError, InvalidName, UsageError
+from .storage.factory import check_s3_settings
+from .values import (
+    MAX_YAML_BYTES,
+    AnyMapping,
+    Choice,
+    Flag,
+    Integer,
+    Invalid,
+    PathText,
+    Setting,
+    checked_text,
+    is_http_url,
+    load_yaml,
+    shown,
+    unknown_key,
+)
 
 CONFIG_ENV = "CVMFS_PUBLISHER_CONFIG"
 ENV_PREFIX = "CVMFS_PUBLISHER_"
-INT_SETTINGS = ("compression_level", "ttl", "workers", "whitelist_days", "autocatalog_max",
-                "autocatalog_min")
-BOOL_SETTINGS = ("auto_tag", "chunking", "gateway")
-BACKENDS = ("native", "cvmfs_server")
-CLASSIC_SETTINGS = ("command", "mount_root", "spool_root", "gateway")
-KNOWN = {"storage", "keys", "backend", "owner", "s3", "release_catalogs", *INT_SETTINGS,
-         *BOOL_SETTINGS, *CLASSIC_SETTINGS}
+NATIVE, CLASSIC = "native", "cvmfs_server"
+BACKENDS = (NATIVE, CLASSIC)
+TOP_LEVEL = ("repositories",)
+REQUIRED = ("storage", "keys")
+MAX_ID = 2**32 - 2  # uid and gid: (uid_t)-1 means "no change" to the kernel
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_OWNER = re.compile(r"([0-9]{1,10}):([0-9]{1,10})")
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """A Stratum 0 directory or a supported URL; a mistyped URL is not taken for a directory.
+
+    ``htps://host/x`` would otherwise become the directories ``htps:/host/x`` (``init``
+    makes a relative path absolute, so a component ``htps:`` is refused too).
+    """
+
+    expected: str = "a directory path, s3://BUCKET[/PREFIX] or an http(s):// URL"
+
+    def parse(self, value: Any) -> str:
+        text = checked_text(value, self.expected)
+        if text.startswith(("http://", "https://")):
+            if not is_http_url(text):
+                raise Invalid(self.expected)
+        elif not text.startswith("s3://") and (
+                _SCHEME.match(text) or any(_SCHEME.fullmatch(p) for p in text.split("/"))):
+            raise Invalid(self.expected)
+        return text
+
+
+@dataclass(frozen=True)
+class OwnerText:
+    """``UID:GID``; YAML reads an unquoted ``1:1`` as the number 61, hence the hint."""
+
+    expected: str = 'UID:GID, two numbers (quoted in YAML: "0:0")'
+
+    def parse(self, value: Any) -> str:
+        found = _OWNER.fullmatch(value.strip()) if isinstance(value, str) else None
+        if found is None or max(int(found[1]), int(found[2])) > MAX_ID:
+            raise Invalid(self.expected)
+        return value.strip()
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """``.cvmfsdirtab`` lines as a list, checked by the same parser."""
+
+    expected: str = 'a list of absolute path patterns such as ["/sw/*/*"]'
+
+    def parse(self, value: Any) -> list[str]:
+        if not isinstance(value, list):
+            raise Invalid(self.expected)
+        patterns = [checked_text(item, self.expected) for item in value]
+        try:
+            Dirtab.from_patterns(patterns)
+        except UsageError as exc:
+            raise Invalid(f"{self.expected} ({exc})") from None
+        return patterns
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    expected: str = "a command such as 'sudo -n cvmfs_server'"
+
+    def parse(self, value: Any) -> str:
+        text = checked_text(value, self.expected)
+        try:
+            words = shlex.split(text)
+        except ValueError:  # an unbalanced quote
+            raise Invalid(self.expected) from None
+        if not words:
+            raise Invalid(self.expected)
+        return text
+
+
+_NATIVE = (NATIVE,)
+_CLASSIC = (CLASSIC,)
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("storage", StorageLocation(), "Stratum 0 root (the repository is <storage>/<name>), "
+            "s3://BUCKET[/PREFIX], or the repository's http(s) URL"),
+    Setting("keys", PathText("a directory path"),
+            "key directory: <name>.masterkey, .pub, .key, .crt"),
+    Setting("backend", Choice(BACKENDS), "native: this toolkit writes the repository; "
+            "cvmfs_server: cvmfs_server on this host does"),
+    Setting("owner", OwnerText(), "owner given to every published entry", env=True),
+    Setting("release_catalogs", Patterns(),
+            "directories that become nested catalogs when there is no /.cvmfsdirtab"),
+    Setting("s3", AnyMapping(), "how to reach the bucket of s3:// storage (docs/s3.md)"),
+    Setting("compression_level", Integer(*LIMITS["compression_level"]),
+            "zlib level of stored objects", _NATIVE, env=True),
+    Setting("ttl", Integer(*LIMITS["ttl"]), "seconds clients may cache the manifest",
+            _NATIVE, env=True),
+    Setting("workers", Integer(*LIMITS["workers"]), "threads compressing and storing objects",
+            _NATIVE, env=True),
+    Setting("whitelist_days", Integer(*LIMITS["whitelist_days"]),
+            "days a new or re-signed whitelist is valid", _NATIVE, env=True),
+    Setting("auto_tag", Flag(), "tag untagged revisions generic-<time>, as upstream",
+            _NATIVE, env=True),
+    Setting("chunking", Flag(), "store large files in chunks", _NATIVE, env=True),
+    Setting("autocatalog_max", Integer(0, LIMITS["autocatalog_max"][1]),
+            "split catalogs above this many entries (0: never)", _NATIVE, env=True),
+    Setting("autocatalog_min", Integer(*LIMITS["autocatalog_min"]),
+            "fewest entries a catalog split off gets", _NATIVE, env=True),
+    Setting("max_object_size", Integer(*LIMITS["max_object_size"]),
+            "the most bytes any object of a repository read may inflate to", _NATIVE,
+            env=True),
+    Setting("command", CommandLine(), "how to call cvmfs_server", _CLASSIC, env=True),
+    Setting("mount_root", PathText("a directory path"),
+            "where cvmfs_server mounts <name> writable", _CLASSIC, env=True),
+    Setting("spool_root", PathText("a directory path"),
+            "cvmfs_server's spool, holding <name>/rdonly", _CLASSIC, env=True),
+    Setting("gateway", Flag(), "transactions lease only the changed subtree", _CLASSIC,
+            env=True),
+    Setting("trust", PathText("a directory path"), "release trust policy: which GPG keys "
+            "may publish under which paths [default: <config dir>/trust/<name>]", env=True),
+)}
+ENGINE_SETTINGS = ("compression_level", "ttl", "workers", "whitelist_days", "auto_tag",
+                   "chunking", "autocatalog_max", "autocatalog_min", "release_catalogs",
+                   "owner", "max_object_size")
 
 
 def config_home() -> Path:
@@ -76,6 +213,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get(f"{ENV_PREFIX}CACHE_DIR") or default_cache_dir())
 
 
+def environment_value(setting: Setting) -> Any:
+    """``CVMFS_PUBLISHER_<KEY>`` checked like the file's value, or None when unset."""
+    variable = ENV_PREFIX + setting.name.upper()
+    text = os.environ.get(variable)
+    return None if text is None else setting.check(text, f"environment variable {variable}")
+
+
+def check_environment() -> None:
+    """Every override in the environment, so a bad one fails before anything happens."""
+    for setting in SETTINGS.values():
+        if setting.env:
+            environment_value(setting)
+
+
 @dataclass
 class RepositoryConfig:
     name: str
@@ -85,7 +236,7 @@ class RepositoryConfig:
 
     @property
     def backend(self) -> str:
-        return str(self.settings.get("backend", "native"))
+        return str(self.settings.get("backend", NATIVE))
 
     def location(self) -> str:
         """Where the repository itself lives: ``<storage>/<name>`` as a Stratum 0 serves it.
@@ -98,51 +249,31 @@ class RepositoryConfig:
 
     def with_settings(self, overrides: dict[str, Any]) -> RepositoryConfig:
         """A copy with some settings replaced (command-line flags beat the file)."""
-        merged = {**self.settings, **{k: v for k, v in overrides.items() if v is not None}}
-        return RepositoryConfig(self.name, self.storage, self.keys, merged)
+        checked = {key: SETTINGS[key].check(value, f"repository {self.name}",
+                                            f"--{key.replace('_', '-')}")
+                   for key, value in overrides.items() if value is not None}
+        return RepositoryConfig(self.name, self.storage, self.keys, {**self.settings, **checked})
 
     def setting(self, key: str, default: Any = None) -> Any:
-        """Environment ``CVMFS_PUBLISHER_<KEY>`` overrides the file."""
-        env = os.environ.get(ENV_PREFIX + key.upper())
-        if env is not None:
-            return _coerce(key, env, f"${ENV_PREFIX}{key.upper()}")
+        """Environment ``CVMFS_PUBLISHER_<KEY>`` overrides the file, where ``SETTINGS`` allows."""
+        spec = SETTINGS.get(key)
+        overridden = environment_value(spec) if spec is not None and spec.env else None
+        if overridden is not None:
+            return overridden
         return self.settings.get(key, default)
 
     def engine_options(self) -> EngineOptions:
-        options = EngineOptions(cache_dir=cache_dir())
-        for key in ("compression_level", "ttl", "workers", "whitelist_days", "auto_tag",
-                    "autocatalog_max", "autocatalog_min"):
-            value = self.setting(key)
-            if value is not None:
-                setattr(options, key, value)
-        if options.autocatalog_max == 0:
-            options.autocatalog_max = None
-        if self.setting("chunking") is False:
-            options.chunking = None
-        elif options.chunking is None:
-            options.chunking = ChunkPolicy()
-        patterns = self.setting("release_catalogs")
-        if patterns is not None:
-            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-                raise ConfigError(f"{self.name}: release_catalogs must be a list of patterns")
-            options.release_catalogs = patterns
-        owner = self.setting("owner")
-        if owner is not None:
-            options.owner = Owner.parse(str(owner))
-        if not 1 <= options.compression_level <= 9:
-            raise ConfigError(f"{self.name}: compression_level must be between 1 and 9")
-        return options
+        values = {key: self.setting(key) for key in ENGINE_SETTINGS}
+        values = {key: value for key, value in values.items() if value is not None}
+        if values.get("autocatalog_max") == 0:
+            values["autocatalog_max"] = None
+        values["chunking"] = ChunkPolicy() if values.get("chunking", True) else None
+        if "owner" in values:
+            values["owner"] = Owner.parse(values["owner"])
+        return EngineOptions(cache_dir=cache_dir(), **values)
 
     def as_mapping(self) -> dict[str, Any]:
         return {"storage": self.storage, "keys": str(self.keys), **self.settings}
-
-
-def _coerce(key: str, value: Any, where: str) -> Any:
-    if key in INT_SETTINGS:
-        return to_int(value, f"{where}: {key}")
-    if key in BOOL_SETTINGS:
-        return to_bool(value, f"{where}: {key}")
-    return value
 
 
 class Config:
@@ -152,20 +283,13 @@ class Config:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Config:
+        """The file (none yet: no repositories) and the environment, checked in full."""
         path = path or default_config_path()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        check_environment()
+        data = _read(path)
+        if data is None:
             return cls(path, {})
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-        return cls(path, _parse(path, data))
+        return cls(path, parse_config(load_yaml(data, str(path)), str(path)))
 
     def get(self, name: str) -> RepositoryConfig:
         try:
@@ -177,7 +301,8 @@ class Config:
             ) from None
 
     def add(self, repo: RepositoryConfig) -> None:
-        self.repositories[repo.name] = repo
+        """Record ``repo`` once it passes the checks a loaded entry passes (``init``)."""
+        self.repositories[repo.name] = check_repository(repo.name, repo.as_mapping(), None)
 
     def save(self) -> None:
         """Write atomically so an interrupted ``init`` never leaves a half-written file."""
@@ -194,30 +319,91 @@ class Config:
             raise
 
 
-def _parse(path: Path, data: Any) -> dict[str, RepositoryConfig]:
-    if not isinstance(data, dict) or not isinstance(data.get("repositories", {}), dict):
-        raise ConfigError(f"{path}: expected a mapping with a 'repositories' mapping")
-    unknown_top = set(data) - {"repositories"}
-    if unknown_top:
-        raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown_top)}")
-    result = {}
-    for name, entry in (data.get("repositories") or {}).items():
-        where = f"{path}: repository {name}"
+def _read(path: Path) -> bytes | None:
+    """The file's bytes (one more than a config may have, so ``load_yaml`` can refuse it)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(MAX_YAML_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def parse_config(data: Any, where: str) -> dict[str, RepositoryConfig]:
+    """The ``repositories`` mapping of a loaded file, every entry checked."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping with a 'repositories' "
+                          f"key, not {shown(data)}")
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise unknown_key(where, "top-level key", key, TOP_LEVEL)
+    entries = data.get("repositories")
+    if entries is None:
+        return {}
+    if not isinstance(entries, dict):
+        raise ConfigError(f"{where}: repositories must be a mapping of repository names to "
+                          f"settings, not {shown(entries)}")
+    return {str(name): check_repository(name, entry, where) for name, entry in entries.items()}
+
+
+def check_repository(name: Any, entry: Any, where: str | None) -> RepositoryConfig:
+    """One repository's entry against ``SETTINGS``; ``where`` is the file, if any."""
+    here = f"{where}: repository" if where else "repository"
+    if not isinstance(name, str):
+        raise ConfigError(f"{here} names must be text, not {shown(name)}")
+    try:
+        check_fqrn(name)
+    except InvalidName as exc:
+        raise ConfigError(f"{here} {shown(name)}: {exc}") from None
+    here = f"{here} {name}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{here}: expected a mapping of settings (storage, keys, ...), "
+                          f"not {shown(entry)}")
+    for key in entry:
+        if key not in SETTINGS:
+            raise unknown_key(here, "setting", key, SETTINGS)
+    for key in REQUIRED:
+        if key not in entry:
+            raise ConfigError(f"{here}: {key} is required ({SETTINGS[key].kind.expected})")
+    values = {key: SETTINGS[key].check(value, here) for key, value in entry.items()}
+    _check_backend(values, here)
+    _check_storage(values, here)
+    storage, keys = values.pop("storage"), values.pop("keys")
+    repo = RepositoryConfig(name, storage, Path(os.path.expanduser(keys)), values)
+    if repo.backend == NATIVE:
+        _check_catalog_sizes(repo, here)
+    return repo
+
+
+def _check_backend(values: dict[str, Any], here: str) -> None:
+    """Each setting applies to the repository's backend (``ttl`` means nothing classic)."""
+    backend = values.get("backend", NATIVE)
+    for key in values:
+        backends = SETTINGS[key].backends
+        if backends and backend not in backends:
+            raise ConfigError(f"{here}: {key} applies to the {' and '.join(backends)} backend "
+                              f"only, and this repository's backend is {backend}")
+
+
+def _check_storage(values: dict[str, Any], here: str) -> None:
+    """An s3:// storage with its ``s3:`` mapping (that table's rules); no mapping elsewhere."""
+    storage, s3 = values["storage"], values.get("s3")
+    if storage.startswith("s3://"):
         try:
-            check_fqrn(str(name))
-        except InvalidName as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if not isinstance(entry, dict) or "storage" not in entry or "keys" not in entry:
-            raise ConfigError(f"{where}: needs 'storage' and 'keys'")
-        unknown = set(entry) - KNOWN
-        if unknown:
-            raise ConfigError(f"{where}: unknown settings {sorted(unknown)}")
-        if entry.get("backend", "native") not in BACKENDS:
-            raise ConfigError(f"{where}: backend must be one of {', '.join(BACKENDS)}, not "
-                              f"{entry.get('backend')!r}")
-        settings = {k: _coerce(k, v, where) for k, v in entry.items() if k not in ("storage",
-                                                                                    "keys")}
-        result[str(name)] = RepositoryConfig(str(name), str(entry["storage"]),
-                                             Path(os.path.expanduser(str(entry["keys"]))),
-                                             settings)
-    return result
+            check_s3_settings(storage, s3, f"{here}: s3")
+        except UsageError as exc:
+            raise ConfigError(f"{here}: storage: {exc}") from None
+    elif s3 is not None:
+        raise ConfigError(f"{here}: s3 applies to s3:// storage only, not to {shown(storage)}")
+
+
+def _check_catalog_sizes(repo: RepositoryConfig, here: str) -> None:
+    """A split must leave catalogs below the maximum: ``autocatalog_max`` 0 or >= the minimum."""
+    high = repo.setting("autocatalog_max", EngineOptions.autocatalog_max)
+    low = repo.setting("autocatalog_min", EngineOptions.autocatalog_min)
+    if high and high < low:
+        raise ConfigError(f"{here}: autocatalog_max must be 0 or at least autocatalog_min "
+                          f"({low}), not {high}")

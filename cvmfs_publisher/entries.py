@@ -15,8 +15,9 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NoReturn, Protocol
 
+from .cvmfs.names import RESERVED, check_name, check_symlink_target, shown
 from .errors import InvalidPath
 
 
@@ -134,38 +135,113 @@ def clean_member_path(name: str, what: str = "member") -> str:
     """A producer-supplied path as a stream path, refusing anything that would escape.
 
     ``./a//b/`` becomes ``a/b``; absolute paths and ``..`` components are errors rather than
-    being clamped, because a publish that silently lands elsewhere is worse than none.
+    being clamped, because a publish that silently lands elsewhere is worse than none. What
+    remains must pass the name rules (``cvmfs.names``).
     """
-    if "\0" in name:
-        raise InvalidPath(f"{what} {name!r} contains a NUL byte")
     if name.startswith("/"):
-        raise InvalidPath(f"{what} {name!r} is an absolute path and would escape the target")
+        raise InvalidPath(f"{what} {shown(name)} is an absolute path and would escape the "
+                          "target")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise InvalidPath(f"{what} {name!r} contains '..' and would escape the target")
+        raise InvalidPath(f"{what} {shown(name)} contains '..' and would escape the target")
+    for part in parts:
+        check_name(part, what, name)
     return "/".join(parts)
 
 
-def checked_stream(entries: Iterable[Entry]) -> Iterator[Entry]:
+_Shape = dict[str, "_Shape | Kind"]  # a directory: its children; anything else: its kind
+
+
+class _StreamShape:
+    """What a stream has made of each path so far, to check every entry against it.
+
+    The same tree the engine stages: parents a stream leaves out are directories, a
+    directory described twice keeps its children, anything else replaces what was there
+    (its children with it), and a hard link counts as the regular file it shares.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.top: _Shape | Kind = {}
+        self.at_root = target == ""
+
+    def admit(self, entry: Entry) -> None:
+        if entry.kind is Kind.SYMLINK:
+            check_symlink_target(entry.target, "entry", entry.path)
+        if entry.kind is Kind.HARDLINK:
+            self._check_link(entry)
+        if entry.path == "":
+            self._set_top(entry.kind)
+            return
+        parts = entry.path.split("/")
+        directory = self._directory(entry.path, parts[:-1])
+        name = parts[-1]
+        old = directory.get(name)
+        if old is None:
+            self._check_new(entry.path, name, len(parts) == 1)
+        if entry.kind is Kind.DIR:
+            directory[name] = old if isinstance(old, dict) else {}
+        else:
+            directory[name] = Kind.FILE if entry.kind is Kind.HARDLINK else entry.kind
+
+    def _check_link(self, entry: Entry) -> None:
+        if entry.path == "":
+            raise InvalidPath("the top of a publish cannot be a hard link")
+        if self._kind(entry.target) is not Kind.FILE:
+            raise InvalidPath(f"hard link {shown(entry.path)} points to {shown(entry.target)}, "
+                              "which is not a regular file published before it")
+
+    def _set_top(self, kind: Kind) -> None:
+        if kind is Kind.DIR:
+            self.top = self.top if isinstance(self.top, dict) else {}
+        elif isinstance(self.top, dict) and self.top:
+            raise InvalidPath("the top of a publish that has contents must be a directory")
+        else:
+            self.top = kind
+
+    def _directory(self, path: str, parts: list[str]) -> _Shape:
+        """The directory holding ``path``, creating the parents a stream left out."""
+        node = self.top
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict):
+                _not_a_directory(path, parts[:depth], node)
+            child = node.get(part)
+            if child is None:
+                self._check_new(path, part, depth == 0)
+                child = node[part] = {}
+            node = child
+        if not isinstance(node, dict):
+            _not_a_directory(path, parts, node)
+        return node
+
+    def _check_new(self, path: str, name: str, at_top: bool) -> None:
+        check_name(name, "entry", path)
+        if at_top and self.at_root and name == RESERVED:
+            raise InvalidPath(f"entry {shown(path)}: /{RESERVED} is reserved for CVMFS itself")
+
+    def _kind(self, path: str) -> Kind | None:
+        node: _Shape | Kind | None = self.top
+        for part in path.split("/") if path else []:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+        return Kind.DIR if isinstance(node, dict) else node
+
+
+def _not_a_directory(path: str, parents: list[str], kind: Kind) -> NoReturn:
+    what = "/".join(parents) if parents else "the top of a publish that has contents"
+    raise InvalidPath(f"{shown(path)}: {what} is a {kind.value}, not a directory")
+
+
+def checked_stream(entries: Iterable[Entry], target: str) -> Iterator[Entry]:
     """The stream rules every backend enforces, checked as entries pass by.
 
-    A hard link names an earlier regular file of the same stream; nothing lies below a
-    path the stream made a non-directory; the stream's top (``""``) is a directory unless
-    it is the only entry, and never a hard link.
+    ``target`` is the catalog path the stream replaces (``""``: the root). Every name
+    passes the name rules once, when the stream first uses it (``/.cvmfs`` is reserved);
+    symlink targets pass theirs; a hard link names an earlier regular file of the same
+    stream; nothing lies below a path the stream made a non-directory; the stream's top
+    (``""``) is a directory unless it is the only entry, and never a hard link.
     """
-    kinds: dict[str, Kind] = {}
+    shape = _StreamShape(target)
     for entry in entries:
-        if entry.kind is Kind.HARDLINK and kinds.get(entry.target) is not Kind.FILE:
-            raise InvalidPath(f"hard link {entry.path} points to {entry.target!r}, which is "
-                              "not a regular file published before it")
-        if entry.path == "" and entry.kind is Kind.HARDLINK:
-            raise InvalidPath("the top of a publish cannot be a hard link")
-        parts = entry.path.split("/") if entry.path else []
-        for i in range(len(parts)):
-            parent = "/".join(parts[:i])
-            if parent in kinds and kinds[parent] is not Kind.DIR:
-                what = "the top of a publish that has contents" if parent == "" else parent
-                raise InvalidPath(f"{entry.path}: {what} is a {kinds[parent].value}, not a "
-                                  "directory")
-        kinds[entry.path] = Kind.FILE if entry.kind is Kind.HARDLINK else entry.kind
+        shape.admit(entry)
         yield entry

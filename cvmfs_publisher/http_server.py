@@ -4,6 +4,10 @@ URLs are ``/cvmfs/<fqrn>/<key>``. Like upstream's Apache configuration, ``.cvmfs
 get a short lifetime (so updates propagate through proxies) and content-addressed objects
 a long one; no ETag or Last-Modified (Squid bugs). Only keys a client may request are
 served, so nothing outside a repository (staging files, locks, other paths) is reachable.
+
+With a web view (``serve --ui``, ``cvmfs_publisher/web``) every request whose path does not
+start with ``/cvmfs/`` goes to it instead of being refused; ``/cvmfs/`` is answered exactly
+as without one, so clients and browsers share a port without noticing each other.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import logging
 import re
 import sys
 import urllib.parse
+from collections.abc import Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from .errors import ObjectNotFound, StorageError
+from .errors import ObjectNotFound, PublisherError, StorageError
 from .storage import ObjectStream, Storage
 from .storage.base import BLOCK
 from .storage.key_names import is_public_key
@@ -55,19 +60,88 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+class WebResponse(Protocol):
+    """What a web view answers: sent as it is, then closed."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: Iterable[bytes]
+
+    def close(self) -> None: ...
+
+
+class WebView(Protocol):
+    def respond(self, method: str, target: str) -> WebResponse: ...
+
+
 class RepositoryHandler(BaseHTTPRequestHandler):
     server_version = "cvmfs-publisher"
     sys_version = ""
     repositories: dict[str, Storage] = {}
+    ui: WebView | None = None
 
     def log_message(self, fmt: str, *args: object) -> None:
         log.info("%s %s", self.address_string(), fmt % args)
 
     def do_HEAD(self) -> None:
+        if self._for_ui():
+            self._serve_ui(body=False)
+            return
         self._serve(body=False)
 
     def do_GET(self) -> None:
+        if self._for_ui():
+            self._serve_ui(body=True)
+            return
         self._serve(body=True)
+
+    def do_POST(self) -> None:
+        """Other methods: the web view refuses them itself (405); elsewhere, as before, 501."""
+        if self._for_ui():
+            self._drain()
+            self._serve_ui(body=True)
+            return
+        self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({self.command!r})")
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_POST
+
+    def _drain(self) -> None:
+        """Read a small request body before refusing it (closing on unread bytes resets
+        the connection before the client reads our answer); hang up on a large one."""
+        self.close_connection = True
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        if 0 < length <= 1 << 16:
+            self.rfile.read(length)
+
+    def _for_ui(self) -> bool:
+        if self.ui is None:
+            return False
+        path = urllib.parse.urlsplit(self.path).path
+        return path != "/cvmfs" and not path.startswith("/cvmfs/")
+
+    def _serve_ui(self, body: bool) -> None:
+        assert self.ui is not None
+        response = self.ui.respond(self.command, self.path)
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            if body:
+                for block in response.body:
+                    self.wfile.write(block)
+        except PublisherError as exc:  # the status line is out: all we can do is hang up
+            log.warning("serving %s failed midway: %s", self.path, exc)
+            self.close_connection = True
+        except ConnectionError as exc:
+            log.info("%s hung up during %s (%s)", self.address_string(), self.path,
+                     exc.strerror or type(exc).__name__)
+            self.close_connection = True
+        finally:
+            response.close()
 
     def _resolve(self) -> tuple[Storage, str] | None:
         raw = urllib.parse.urlsplit(self.path).path
@@ -171,8 +245,11 @@ class RepositoryServer(ThreadingHTTPServer):
             log.exception("serving %s failed", client_address[0])
 
 
-def make_server(repositories: dict[str, Storage], host: str, port: int) -> ThreadingHTTPServer:
-    """A threaded server for the given ``fqrn -> storage`` map (port 0 picks a free one)."""
-    handler = type("Handler", (RepositoryHandler,), {"repositories": dict(repositories)})
+def make_server(repositories: dict[str, Storage], host: str, port: int,
+                ui: WebView | None = None) -> ThreadingHTTPServer:
+    """A threaded server for the given ``fqrn -> storage`` map (port 0 picks a free one);
+    with ``ui``, a web view answers every path outside ``/cvmfs/``."""
+    handler = type("Handler", (RepositoryHandler,), {"repositories": dict(repositories),
+                                                     "ui": ui})
     return RepositoryServer((host, port), handler)
 

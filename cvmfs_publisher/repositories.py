@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from .backends.native import NativePublisher
-from .config import Config, RepositoryConfig, cache_dir, default_keys_dir
+from .config import Config, RepositoryConfig, cache_dir, config_home, default_keys_dir
 from .cvmfs.names import check_fqrn
 from .engine import key_files
 from .engine.options import EngineOptions
 from .engine.repository import NativeRepository
 from .errors import InvalidName, RepositoryExists, RepositoryNotFound
 from .publisher import Publisher
+from .releases.trust import TrustStore
 from .storage import Storage, open_storage
 
 CLASSIC = "cvmfs_server"
@@ -146,6 +147,13 @@ def _name_from_url(url: str) -> str | None:
         return check_fqrn(last)
     except InvalidName:
         return None
+
+
+def trust_store(repo: RepositoryConfig) -> TrustStore:
+    """The repository's release trust policy: ``trust`` in the config, else the default."""
+    configured = repo.setting("trust")
+    return TrustStore(Path(str(configured)).expanduser() if configured
+                      else config_home() / "trust" / repo.name)
 
 
 def config_keys_dir(config: Config, fqrn: str) -> Path:

@@ -86,6 +86,8 @@ def published(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Pu
         path.chmod(0o755 if path.is_dir() else 0o644)
     keys = base / "keys"
     shutil.copytree(fixture / "keys", keys)
+    for private in keys.glob("*key"):  # the fixture's are 0444: private keys must be 0600
+        private.chmod(0o600)
     result = Published(fixture, base / "stratum0", keys, base / "cache")
     reader = result.upstream().reader(FIXTURE_VALID_AT)
     ours = result.ours()

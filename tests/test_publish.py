@@ -248,6 +248,7 @@ def test_missing_and_wrong_keys(cli, repo: str, tree: Path, isolated_home: Path)
     from cvmfs_publisher.cvmfs.key_material import generate_private_key, private_pem
 
     key.write_bytes(private_pem(generate_private_key()))
+    key.chmod(0o600)
     result = cli("publish", tree, "--repo", repo, "--path", "/x")
     assert result.code == 1 and "does not match" in result.err
     key.write_bytes(saved)
@@ -321,3 +322,15 @@ def test_help_everywhere(cli) -> None:
                     "client-config", "unlock"):
         result = cli(command, "--help")
         assert result.code == 0 and "Usage:" in result.out
+
+
+def test_publishing_to_a_mistyped_storage_creates_nothing(cli, repo, tree, tmp_path) -> None:
+    """A storage path that exists nowhere (a typo) is reported before any lock file is made."""
+    config = Config.load()
+    entry = config.get(NAME)
+    typo = tmp_path / "stratum0-typo"
+    config.add(type(entry)(entry.name, str(typo), entry.keys, entry.settings))
+    config.save()
+    result = cli("publish", tree, "--repo", repo, "--path", "/x")
+    assert result.code != 0 and "no repository" in result.err
+    assert not typo.exists()

@@ -138,11 +138,8 @@ def _change(archive: tarfile.TarFile, member: tarfile.TarInfo, store: Store, whe
             ) -> Change | None:
     try:
         rel = clean_member_path(member.name, f"{where}: member")
-        rel.encode("utf-8")
     except InvalidPath as exc:
         raise UnsafeLayer(str(exc)) from None
-    except UnicodeEncodeError:
-        raise UnsafeLayer(f"{where}: member {member.name!r} is not valid UTF-8") from None
     parent, _, name = rel.rpartition("/")
     if name == OPAQUE:
         return Change(parent, opaque=True, member=member.name)

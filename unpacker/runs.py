@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,18 +24,6 @@ from .sync import Progress, Syncer, SyncOptions, UnpackReport
 from .wishlist import load_wishlist
 
 log = logging.getLogger(__name__)
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """``7d``, ``12h``, ``30m``, ``90s``, ``2w``; a bare number is days (DUCC's unit)."""
-    match = _DURATION.match(text)
-    if not match:
-        raise UsageError(f"{text!r} is not a duration like 7d, 12h, 30m or 90s")
-    return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
 
 def parse_platforms(texts: Iterable[str] | None) -> list[Platform] | None:
     """``None`` or empty: linux/amd64; ``all``: every platform of an index."""

@@ -12,7 +12,19 @@ import click
 
 from .. import __version__
 from ..errors import PublisherError, VerificationFailed
-from . import browse, history, publish, repo, serve, unpack, verify
+from . import (
+    bootstrap,
+    browse,
+    history,
+    publish,
+    release,
+    replicate,
+    repo,
+    serve,
+    unpack,
+    verify,
+    watch,
+)
 from .common import State
 from .output import printable, stderr
 
@@ -49,7 +61,8 @@ class CurrentStderrHandler(logging.StreamHandler):
         super().emit(shown)
 
 
-for module in (repo, publish, browse, history, verify, serve, unpack):
+for module in (repo, publish, release, browse, history, verify, serve, unpack, watch,
+               bootstrap, replicate):
     for command in module.COMMANDS:
         cli.add_command(command)
 

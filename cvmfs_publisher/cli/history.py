@@ -106,13 +106,18 @@ def gc(state: State, repo: str, keep_revisions: int, keep_days: float, dry_run: 
        wait: bool, as_json: bool) -> None:
     """Delete objects that no kept revision uses: the current one, named tags, and recent ones.
 
-    Automatic generic-* tags do not keep a revision alive; they go with it.
+    Automatic generic-* tags do not keep a revision alive; they go with it. For a
+    cvmfs_server repository this is 'cvmfs_server gc', which keeps either --keep-days
+    (when not 0) or --keep-revisions, and its own rules for tags.
     """
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days) if keep_days else None
     plan = state.publisher(repo).gc(keep_revisions=keep_revisions, keep_since=since,
                                     dry_run=dry_run, wait=wait)
     if as_json:
         emit_json(asdict(plan))
+        return
+    if plan.output:  # the classic backend's own report
+        stdout.print(plan.output.rstrip())
         return
     verb = "would delete" if dry_run else "deleted"
     if dry_run:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..cvmfs.names import target_path
 from ..publisher import CommitResult
 from ..publisher import publish as run_publish
 from ..sources import open_source
@@ -26,9 +27,16 @@ def _common(func):  # type: ignore[no-untyped-def]
     return func
 
 
+def _checked_target(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Refuse a bad --path before the source is read or the repository locked."""
+    target_path(value)
+    return value
+
+
 @click.command()
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--path", "-p", "target", required=True, metavar="/REPO/PATH",
+              callback=_checked_target,
               help="Where SRC goes; what was there is replaced, the rest is kept.")
 @click.option("--owner", metavar="UID:GID", help="Override the owner of every entry.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -64,11 +72,11 @@ def report(result: CommitResult, repo: str, as_json: bool) -> None:
     for warning in result.warnings:
         stderr.print(f"warning: {warning}", markup=False)
     tag = f" tagged {result.tag}" if result.tag else ""
-    stdout.print(
-        f"published revision {result.revision} of {repo}{tag}: {result.files} files, "
-        f"{human_bytes(result.bytes_in)} ({result.objects_written} new objects, "
-        f"{human_bytes(result.bytes_written)} stored) in {result.seconds:.1f} s"
-    )
+    measured = result.objects_written + result.objects_skipped + result.objects_reused
+    stored = (f" ({result.objects_written} new objects, {human_bytes(result.bytes_written)} "
+              "stored)") if measured else ""  # backends that cannot count objects say nothing
+    stdout.print(f"published revision {result.revision} of {repo}{tag}: {result.files} files, "
+                 f"{human_bytes(result.bytes_in)}{stored} in {result.seconds:.1f} s")
 
 
 COMMANDS = (publish, rm)

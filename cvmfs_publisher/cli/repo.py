@@ -128,10 +128,13 @@ def _key_values(items: tuple[str, ...]) -> dict[str, str]:
               help="Key directory holding <fqrn>.masterkey (for an unconfigured directory).")
 @click.option("--fqrn", metavar="NAME", help="Repository name (for an unconfigured directory).")
 @click.option("--days", type=click.IntRange(1, 3650), help="Validity [default: 30].")
+@click.option("--if-expiring-within", "within", metavar="DURATION",
+              help="Only re-sign when the whitelist expires within DURATION (7d, 12h, ...): "
+                   "safe to run daily from a timer.")
 @json_option
 @pass_state
 def resign(state: State, repo: str, keys_dir: Path | None, fqrn: str | None,
-           days: int | None, as_json: bool) -> None:
+           days: int | None, within: str | None, as_json: bool) -> None:
     """Renew the whitelist (it expires after 30 days; run this weekly from cron)."""
     if repo in state.config.repositories:
         publisher = state.publisher(repo)
@@ -139,6 +142,15 @@ def resign(state: State, repo: str, keys_dir: Path | None, fqrn: str | None,
         if keys_dir is None or fqrn is None:
             raise ConfigError(f"{repo} is not configured: give --keys and --fqrn")
         publisher = open_directory_publisher(repo, fqrn, keys_dir)
+    if within is not None:
+        status = _whitelist_status(state, repo, keys_dir, fqrn, within)
+        if not status["expiring"]:
+            if as_json:
+                emit_json({**status, "resigned": False})
+            else:
+                stdout.print(f"whitelist of {status['repository']} valid until "
+                             f"{status['expires']}, more than {within} left: not re-signed")
+            return
     result = publisher.resign(days)
     expires = result.expires.isoformat() if result.expires else None
     if as_json:
@@ -180,8 +192,66 @@ def unlock(state: State, repo: str, force: bool) -> None:
     if removed is None:
         stdout.print(f"{repo} is not locked")
     else:
-        stdout.print(f"removed the lock of {removed.owner} (pid {removed.pid} on {removed.host}, "
-                     f"since {dt.datetime.fromtimestamp(removed.since):%Y-%m-%d %H:%M:%S})")
+        process = f"pid {removed.pid} on " if removed.pid else "on "
+        stdout.print(f"removed the lock of {removed.owner} ({process}{removed.host}, since "
+                     f"{dt.datetime.fromtimestamp(removed.since):%Y-%m-%d %H:%M:%S})")
 
 
-COMMANDS = (init, resign, client_config, unlock)
+@click.command("check-whitelist")
+@click.option("--within", default="7d", show_default=True, metavar="DURATION",
+              help="Fail when the whitelist expires within this long (7d, 12h, ...).")
+@click.option("--repo", "-r", required=True, metavar="NAME|DIR|URL",
+              help="Configured repository name, repository directory or http(s) URL.")
+@click.option("--key", "keys", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE.pub", help="Master public key to trust (repeatable).")
+@click.option("--fqrn", metavar="NAME", help="Expected repository name.")
+@json_option
+@pass_state
+def check_whitelist(state: State, within: str, repo: str, keys: tuple[Path, ...],
+                    fqrn: str | None, as_json: bool) -> None:
+    """For monitoring: exit 1 when the whitelist expires within --within (or has expired),
+    0 otherwise. Reads the repository as 'verify' does, every signature checked."""
+    status = _whitelist_status(state, repo, None, fqrn, within, keys)
+    if as_json:
+        emit_json(status)
+    else:
+        name, expires = status["repository"], status["expires"]
+        if status["expired"]:
+            stdout.print(f"EXPIRED: the whitelist of {name} expired on {expires}")
+        elif status["expiring"]:
+            stdout.print(f"EXPIRING: the whitelist of {name} expires on {expires}, "
+                         f"within {within}")
+        else:
+            stdout.print(f"OK: the whitelist of {name} is valid until {expires} "
+                         f"({status['seconds_left'] // 86400} days left, more than {within})")
+    if status["expiring"]:
+        raise click.exceptions.Exit(1)
+
+
+def _whitelist_status(state: State, repo: str, keys_dir: Path | None, fqrn: str | None,
+                      within: str, keys: tuple[Path, ...] = ()) -> dict:
+    """When the verified whitelist expires, and whether that is within ``within``.
+
+    An expired whitelist fails the client's checks, so the head is read again as of the
+    epoch: every signature is still checked, only the expiry is taken as a fact to report.
+    """
+    from ..errors import SignatureError
+    from ..values import parse_duration
+
+    threshold = parse_duration(within)
+    if keys_dir is not None and fqrn and not keys:
+        keys = (keys_dir.expanduser() / f"{fqrn}.pub",)
+    reader = state.repository(repo, keys, fqrn)
+    try:
+        head = reader.head()
+    except SignatureError:
+        head = reader.head(dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+    now = dt.datetime.now(dt.UTC)
+    left = head.whitelist.expires - now
+    return {"repository": head.manifest.fqrn,
+            "expires": f"{head.whitelist.expires:%Y-%m-%d %H:%M} UTC",
+            "seconds_left": int(left.total_seconds()), "within": within,
+            "expiring": left <= threshold, "expired": not head.whitelist.valid_at(now)}
+
+
+COMMANDS = (init, resign, client_config, unlock, check_whitelist)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..values import parse_duration
 from .common import State, json_option, pass_state
 from .output import emit_json, stderr, stdout
 
@@ -40,7 +41,7 @@ def unpack(state: State, wishlist: Path | None, repo: str, images: tuple[str, ..
            docker_url: str | None, auth_file: Path | None, loop: bool, interval: str,
            force: bool, compression_level: int | None, as_json: bool) -> None:
     """Unpack the images of WISHLIST (and/or --image) that changed, and publish them."""
-    from unpacker.runs import parse_duration, run_docker_unpack, run_unpack
+    from unpacker.runs import run_docker_unpack, run_unpack
 
     publisher = state.publisher(repo, compression_level=compression_level)
     progress = None if as_json else _progress
@@ -96,7 +97,7 @@ def _stop_on_signals() -> threading.Event:
 @pass_state
 def unpack_gc(state: State, repo: str, grace: str, dry_run: bool, as_json: bool) -> None:
     """Remove images no longer wished for (after the grace period) and their flat trees."""
-    from unpacker.runs import parse_duration, run_gc
+    from unpacker.runs import run_gc
 
     report = run_gc(state.publisher(repo), parse_duration(grace), dry_run)
     if as_json:

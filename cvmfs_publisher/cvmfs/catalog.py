@@ -48,6 +48,16 @@ DDL = (
 COLUMNS = (
     "hardlinks, hash, size, mode, mtime, mtimens, flags, name, symlink, uid, gid, xattr"
 )
+# Older schema revisions lack columns: revision < 7 has no mtimens (cvmfs_server 2.11 and
+# earlier), < 2 no xattr. Readers select NULL for them, as the client does.
+OPTIONAL_COLUMNS = ("mtimens", "xattr")
+
+
+def readable_columns(conn: sqlite3.Connection) -> str:
+    """``COLUMNS`` for this catalog's schema revision, NULL where a column is missing."""
+    present = {name for name, _, _ in sqlitedb.table_columns(conn, "catalog")}
+    return ", ".join(c if c in present or c not in OPTIONAL_COLUMNS else f"NULL AS {c}"
+                     for c in COLUMNS.split(", "))
 
 
 class Flag(enum.IntFlag):
@@ -268,6 +278,7 @@ class Catalog:
         self.writable = writable
         self.properties = sqlitedb.get_properties(conn)
         self.mountpoint = self.properties.get("root_prefix", "")
+        self.columns = readable_columns(conn)
 
     @classmethod
     def open(cls, file: Path, *, writable: bool = False) -> Catalog:
@@ -329,7 +340,7 @@ class Catalog:
 
     def lookup(self, path: str) -> DirEntry | None:
         row = self.conn.execute(
-            f"SELECT {COLUMNS} FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?",
+            f"SELECT {self.columns} FROM catalog WHERE md5path_1 = ? AND md5path_2 = ?",
             path_key(path),
         ).fetchone()
         return row_to_entry(row) if row else None
@@ -337,7 +348,8 @@ class Catalog:
     def listing(self, path: str) -> list[DirEntry]:
         """Children of a directory of this catalog (none below a nested mountpoint)."""
         rows = self.conn.execute(
-            f"SELECT {COLUMNS} FROM catalog WHERE parent_1 = ? AND parent_2 = ? ORDER BY name",
+            f"SELECT {self.columns} FROM catalog WHERE parent_1 = ? AND parent_2 = ? "
+            "ORDER BY name",
             path_key(path),
         ).fetchall()
         return [row_to_entry(row) for row in rows]

@@ -193,10 +193,16 @@ class CatalogTree:
     # -- inserting --------------------------------------------------------------------------
 
     def ensure_directory(self, path: str) -> None:
-        """Create missing parents like ``mkdir -p``, as directories of the default owner."""
-        if path == "":
-            return
-        self.ensure_directory(parent_path(path))
+        """Create missing parents like ``mkdir -p``, as directories of the default owner.
+
+        Top down with a loop, not recursion: a path may be thousands of levels deep.
+        """
+        current = ""
+        for part in path.split("/")[1:] if path else []:
+            current = f"{current}/{part}"
+            self._ensure_one_directory(current)
+
+    def _ensure_one_directory(self, path: str) -> None:
         wc = self.locate(path)
         entry = wc.catalog.lookup(path)
         if entry is None:
@@ -216,7 +222,7 @@ class CatalogTree:
         if path == "":
             if tree.root.kind is not Kind.DIR:
                 raise InvalidPath("the repository root can only be replaced by a directory")
-            self._place_children("", tree.root, self.root, rows)
+            self._place("", tree.root, self.root, rows)
             self.root.touch("", retime=False)
         else:
             wc = self.locate(parent_path(path))
@@ -231,33 +237,48 @@ class CatalogTree:
             if holder.mountpoint != directory:  # a marker added to an existing directory
                 self.split(holder, directory, markers=False)
 
-    def _place(self, path: str, node: Node, wc: WorkingCatalog, rows: dict,
-               group: int = 0, members: int = 1) -> None:
-        name = path.rsplit("/", 1)[-1]
-        if node.kind is not Kind.DIR:
-            entry, chunks = _leaf_entry(node, name, self.algorithm)
-            if members > 1:
-                entry = entry.evolve(linkcount=members, hardlink_group=group)
-            rows[wc].append((path, entry, chunks))
-            return
-        entry = self._directory_entry(node, name)
-        if path and self._wants_catalog(node):
-            wc = self._new_nested(path, entry, wc)
-        else:
-            rows[wc].append((path, entry, ()))
-        self._place_children(path, node, wc, rows)
+    def _place(self, path: str, node: Node, wc: WorkingCatalog, rows: dict) -> None:
+        """Rows for ``node`` at ``path`` and everything below it, parents first, names
+        sorted; with a stack, not recursion: a staged tree may be thousands of levels deep."""
+        stack: list[tuple[str, Node, WorkingCatalog, int, int]] = [(path, node, wc, 0, 1)]
+        while stack:
+            path, node, wc, group, members = stack.pop()
+            if node.kind is not Kind.DIR:
+                entry, chunks = _leaf_entry(node, path.rsplit("/", 1)[-1], self.algorithm)
+                if members > 1:
+                    entry = entry.evolve(linkcount=members, hardlink_group=group)
+                rows[wc].append((path, entry, chunks))
+                continue
+            wc = self._place_directory(path, node, wc, rows)
+            stack.extend(reversed(self._children(path, node, wc)))
 
-    def _place_children(self, path: str, node: Node, wc: WorkingCatalog, rows: dict) -> None:
+    def _place_directory(self, path: str, node: Node, wc: WorkingCatalog, rows: dict
+                         ) -> WorkingCatalog:
+        """The directory's row (none for the root, which keeps its own); returns the
+        catalog its children go to: a new nested one if it holds a catalog marker."""
+        if path == "":
+            return wc
+        entry = self._directory_entry(node, path.rsplit("/", 1)[-1])
+        if self._wants_catalog(node):
+            return self._new_nested(path, entry, wc)
+        rows[wc].append((path, entry, ()))
+        return wc
+
+    def _children(self, path: str, node: Node, wc: WorkingCatalog
+                  ) -> list[tuple[str, Node, WorkingCatalog, int, int]]:
+        """(path, node, catalog, hard-link group, group size) of each child, names sorted."""
         children = node.children or {}
         members = _inode_members(children)
         group_ids: dict[int, int] = {}
+        result = []
         for name in sorted(children):
             child = children[name]
             inode = id(child.primary or child)
             count = members.get(inode, 1)
             if count > 1 and inode not in group_ids:
                 group_ids[inode] = self._next_group_id(wc)
-            self._place(f"{path}/{name}", child, wc, rows, group_ids.get(inode, 0), count)
+            result.append((f"{path}/{name}", child, wc, group_ids.get(inode, 0), count))
+        return result
 
     def _next_group_id(self, wc: WorkingCatalog) -> int:
         counter = self._groups.get(id(wc))

@@ -3,6 +3,13 @@
 Private keys are created 0600 before a byte is written, and every file is written under a
 temporary name and renamed, so an interrupted ``init`` never leaves a truncated key.
 ``ensure_keyset`` completes whatever an earlier interrupted run left behind.
+
+A private key (``.key``, ``.masterkey``) that group or others may read is refused wherever
+it is read, as ssh refuses one: whoever could read it could sign in the repository's name,
+and a copy taken cannot be revoked short of new keys on every client. The mode is checked
+on the descriptor the key is read from (no race with a ``chmod``), and only the mode: a key
+another user owns can only be read without group or other bits by root, who may.
+``.pub`` and ``.crt`` are public.
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import shlex
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,15 +49,26 @@ def _write(path: Path, data: bytes, mode: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _read(path: Path, required: bool) -> bytes | None:
+def _read(path: Path, required: bool, private: bool = False) -> bytes | None:
+    """The file's bytes; a ``private`` key only if nobody but its owner may read it."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            if private:
+                _check_private_mode(path, os.fstat(f.fileno()).st_mode)
+            return f.read()
     except FileNotFoundError:
         if required:
             raise KeyMaterialError(f"missing key file {path}") from None
         return None
     except OSError as exc:
         raise KeyMaterialError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _check_private_mode(path: Path, mode: int) -> None:
+    if mode & 0o077:
+        raise KeyMaterialError(
+            f"permissions {stat.S_IMODE(mode):04o} for {path} are too open: a private key must "
+            f"be readable by its owner only; run 'chmod 600 {shlex.quote(str(path))}'")
 
 
 def ensure_keyset(directory: Path, fqrn: str, now: dt.datetime) -> k.KeySet:
@@ -66,7 +86,7 @@ def ensure_keyset(directory: Path, fqrn: str, now: dt.datetime) -> k.KeySet:
 def _ensure_pair(private_path: Path, public_path: Path,
                  derive: Callable[[rsa.RSAPrivateKey], bytes]) -> None:
     """A private key and what is derived from it (public key or certificate)."""
-    private = _read(private_path, False)
+    private = _read(private_path, False, private=True)
     if private is None:
         if public_path.exists():
             raise KeyMaterialError(f"{public_path} exists without {private_path}")
@@ -83,8 +103,8 @@ def load_keyset(directory: Path, fqrn: str, *, need_signing: bool = True,
         fqrn=fqrn,
         certificate=_read(paths["crt"], True) or b"",
         public_master=_read(paths["pub"], True) or b"",
-        master_key=_read(paths["masterkey"], need_master),
-        signing_key=_read(paths["key"], need_signing),
+        master_key=_read(paths["masterkey"], need_master, private=True),
+        signing_key=_read(paths["key"], need_signing, private=True),
     )
     keys.check_pairing()
     return keys

@@ -15,6 +15,24 @@ from ..cvmfs.whitelist import DEFAULT_DAYS
 from ..entries import Owner
 from .chunking import ChunkPolicy
 
+# The knobs a repository may be written with, inclusive; the configuration's schema uses
+# these ranges too. Nothing outside them makes sense: a TTL of 0 or a whitelist that expires
+# before it is published only breaks clients.
+LIMITS = {
+    "compression_level": (1, 9),  # zlib
+    "ttl": (1, 86_400),  # seconds a client may cache the manifest: at most a day
+    "workers": (1, 1024),
+    "whitelist_days": (1, 3650),
+    "autocatalog_max": (1, 10_000_000),  # None: never split
+    "autocatalog_min": (1, 10_000_000),
+    "max_object_size": (1 << 20, 1 << 40),  # bytes, 1 MiB to 1 TiB
+}
+# Reading: the most bytes one object (catalog, history, file, chunk) may inflate to. Memory
+# never depends on it (objects stream in 1 MiB pieces); it bounds the disk and time a
+# hostile reference can cost. Catalogs reach hundreds of MB, chunks 16 MiB, and only files
+# published without chunking come near it.
+MAX_OBJECT_SIZE = 4 << 30
+
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -39,10 +57,17 @@ class EngineOptions:
     autocatalog_min: int = 1_000
     cache_dir: Path = field(default_factory=default_cache_dir)
     work_dir: Path | None = None  # scratch for catalogs in flight; default: system temp
+    max_object_size: int = MAX_OBJECT_SIZE
 
     def __post_init__(self) -> None:
-        if not 1 <= self.compression_level <= 9:
-            raise ValueError("compression level must be between 1 and 9")
+        """Refuse knobs outside ``LIMITS``: a caller that skipped the configuration's checks
+        must not sign a manifest with a negative TTL or a whitelist expiring in the past."""
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise ValueError(f"{name} must be from {low} to {high}, not {value}")
+        if self.autocatalog_max is not None and self.autocatalog_max < self.autocatalog_min:
+            raise ValueError("autocatalog_max must not be below autocatalog_min")
 
     def scratch(self) -> tempfile.TemporaryDirectory:
         return tempfile.TemporaryDirectory(prefix="cvmfs-publisher-", dir=self.work_dir)

@@ -18,7 +18,7 @@ from ..cvmfs.hashes import ContentHash, Suffix
 from ..cvmfs.key_material import KeySet, certificate_fingerprint
 from ..cvmfs.manifest import Manifest
 from ..cvmfs.whitelist import Whitelist
-from ..errors import KeyMaterialError, RepositoryExists, SignatureError
+from ..errors import KeyMaterialError, RepositoryExists, SignatureError, UsageError
 from ..storage.base import (
     MANIFEST,
     MASTER_REPLICA,
@@ -73,10 +73,11 @@ class NativeRepository:
     def verify(self, at: dt.datetime | None = None, *, check_data: bool = True) -> Report:
         """The full check of spec section 10; problems are listed, not raised."""
         return verify(self.storage, self.master_public_keys(), fqrn=self.fqrn, at=at,
-                      check_data=check_data, work_dir=self.options.work_dir)
+                      check_data=check_data, work_dir=self.options.work_dir,
+                      max_object_size=self.options.max_object_size)
 
     def cache(self) -> ObjectCache:
-        return ObjectCache(self.options.cache_dir / "objects")
+        return ObjectCache(self.options.cache_dir / "objects", self.options.max_object_size)
 
     def _keys(self, *, master: bool = False) -> KeySet:
         if self.keys_dir is None or not self.fqrn:
@@ -125,6 +126,8 @@ class NativeRepository:
     def resign(self, days: int | None = None, now: dt.datetime | None = None) -> Whitelist:
         """A fresh whitelist for the key set's certificate and the one the manifest uses."""
         now = now or dt.datetime.now(dt.UTC)
+        if days is not None and days < 1:
+            raise UsageError(f"a whitelist must be valid for at least one day, not {days}")
         keys = self._keys(master=True)
         algorithm = self.options.algorithm
         allowed = [certificate_fingerprint(keys.certificate, algorithm)]
@@ -155,6 +158,7 @@ class NativeRepository:
         """Lock, verify the current head, and hand out a transaction; abort unless committed."""
         keys = self._keys()
         owner = f"{getpass.getuser()} publishing {self.fqrn}"
+        read_manifest(self.storage)  # no repository there: say so before locking creates files
         with self.storage.lock(owner, wait=wait):
             head = self.head()
             self._check_can_sign(head, keys)

@@ -3,6 +3,8 @@
 Content is handed to the object pipeline as entries arrive; the tree keeps only metadata
 and a handle on the pending objects. Catalog placement waits until the whole stream is
 seen, because a ``.cvmfscatalog`` marker may come after its siblings in a tarball.
+Streams arrive through ``entries.checked_stream``, which enforces names and structure
+(parents are directories, hard links name earlier files), so none of that is checked here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass, field
 
 from ..cvmfs.catalog import encode_xattrs
 from ..entries import SPECIAL_KINDS, Entry, Kind, Owner
-from ..errors import InvalidPath
 from .pipeline import PendingFile
 
 TYPE_BITS = {
@@ -64,7 +65,7 @@ class StagedTree:
     def add_stream(
         self, entries: Iterable[Entry], store: Callable[[Entry], PendingFile]
     ) -> None:
-        """Consume a stream; ``store`` reads a file entry's content before the next entry."""
+        """Consume a checked stream; ``store`` reads a file's content before the next entry."""
         for entry in entries:
             self.add(entry, store)
 
@@ -101,37 +102,27 @@ class StagedTree:
 
     def _set_root(self, entry: Entry, store: Callable[[Entry], PendingFile]) -> None:
         """The stream's own top: usually the directory, or the single file being published."""
-        if entry.kind is Kind.HARDLINK:
-            raise InvalidPath("the top of a publish cannot be a hard link")
-        if entry.kind is not Kind.DIR and self.root.children:
-            raise InvalidPath("the top of a publish that has contents must be a directory")
         node = self._node(entry, "", store)
         if node.kind is Kind.DIR:
-            node.children = self.root.children
+            node.children = self.root.children if self.root.kind is Kind.DIR else {}
         self.root = node
 
     def _directory(self, parts: list[str], path: str) -> Node:
         """Walk to a parent directory, creating parents a stream left out."""
         node = self.root
-        for i, part in enumerate(parts):
-            assert node.children is not None
+        for part in parts:
+            assert node.children is not None, f"{path}: checked_stream lets no file be a parent"
             child = node.children.get(part)
             if child is None:
                 uid, gid = self._owner(self.default_owner.uid, self.default_owner.gid)
                 child = Node(part, Kind.DIR, 0o755, uid, gid, self.now, children={})
                 node.children[part] = child
-            elif child.kind is not Kind.DIR:
-                below = "/".join(parts[: i + 1])
-                raise InvalidPath(
-                    f"{path}: parent {below} is a {child.kind.value}, not a directory")
             node = child
         return node
 
     def _hardlink(self, entry: Entry, name: str) -> Node:
         target = self.find(entry.target)
-        if target is None or target.kind is not Kind.FILE:
-            raise InvalidPath(f"hard link {entry.path} points to {entry.target!r}, "
-                              "which is not a regular file published before it")
+        assert target is not None and target.kind is Kind.FILE, "checked_stream checks links"
         primary = target.primary or target
         return Node(name, Kind.FILE, primary.mode, primary.uid, primary.gid, primary.mtime,
                     size=primary.size, content=primary.content, primary=primary,

@@ -24,7 +24,7 @@ from ..cvmfs.hashes import ContentHash, Suffix, parent_path
 from ..cvmfs.history import Tag
 from ..cvmfs.key_material import KeySet
 from ..cvmfs.names import display, normalize_path, removable_path
-from ..entries import Entry, PathContent
+from ..entries import Entry, PathContent, checked_stream
 from ..errors import PathNotFound, SourceError, UsageError
 from ..publisher import CommitResult
 from ..storage.base import Storage
@@ -65,7 +65,7 @@ class Transaction:
         self.scratch = scratch
         self.started = time.monotonic()
         self.now = int(time.time())
-        self.cache = ObjectCache(options.cache_dir / "objects")
+        self.cache = ObjectCache(options.cache_dir / "objects", options.max_object_size)
         self.reader = RepositoryReader(storage, head.manifest, self.cache)
         self.index = ContentIndex.for_storage(options.cache_dir, storage.location)
         self.pipeline = ObjectPipeline(
@@ -91,7 +91,7 @@ class Transaction:
         """Make ``path`` hold exactly what ``entries`` describe; content outside is kept."""
         path = normalize_path(path)
         tree = StagedTree(self.now, self.options.owner, self.options.default_owner)
-        tree.add_stream(entries, self._store)
+        tree.add_stream(checked_stream(entries, path), self._store)
         self.ops.append(_Op(path, tree))
 
     def remove(self, path: str) -> None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..cvmfs.compression import check_and_decode
 from ..cvmfs.hashes import ROOT_PATH_MD5, Suffix
 from ..cvmfs.key_material import certificate_fingerprint, load_certificate
 from ..cvmfs.manifest import Manifest, parse_manifest, verify_manifest_signature
@@ -19,6 +18,12 @@ from ..cvmfs.signatures import SignedDocument
 from ..cvmfs.whitelist import Whitelist, parse_whitelist, verify_whitelist_signature
 from ..errors import FormatError, ObjectNotFound, RepositoryNotFound, SignatureError
 from ..storage.base import MANIFEST, WHITELIST, Storage
+from .reader import CheckedObject, bounded
+
+# A manifest is about 600 bytes (upstream refuses 4 KiB, see ``parse_manifest``), a
+# whitelist 200 plus 60 per certificate, a certificate PEM about 1.3 KB: anything past
+# 64 KiB is refused before more of it is read.
+SIGNED_FILE_LIMIT = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -36,9 +41,15 @@ def read_manifest(storage: Storage) -> tuple[Manifest, SignedDocument | None]:
     return parse_manifest(_read_raw_manifest(storage))
 
 
+def _read_signed_file(storage: Storage, key: str) -> bytes:
+    """The manifest or whitelist, never more than ``SIGNED_FILE_LIMIT`` bytes of it."""
+    with storage.open(key) as stream:
+        return b"".join(bounded(stream, SIGNED_FILE_LIMIT, f"{key} at {storage.location}"))
+
+
 def _read_raw_manifest(storage: Storage) -> bytes:
     try:
-        return storage.get(MANIFEST)
+        return _read_signed_file(storage, MANIFEST)
     except ObjectNotFound:
         raise RepositoryNotFound(f"no repository at {storage.location} (no {MANIFEST})") from None
 
@@ -83,7 +94,9 @@ def load_certificate_object(storage: Storage, manifest: Manifest) -> bytes:
     assert manifest.certificate is not None
     key = manifest.certificate.object_key(Suffix.CERTIFICATE)
     try:
-        return check_and_decode(storage.get(key), manifest.certificate)
+        with CheckedObject.fetch(storage, manifest.certificate, Suffix.CERTIFICATE,
+                                 SIGNED_FILE_LIMIT) as stored:
+            return b"".join(stored.content(SIGNED_FILE_LIMIT))
     except ObjectNotFound:
         raise SignatureError(f"certificate object {key} is missing") from None
     except FormatError as exc:
@@ -94,7 +107,7 @@ def check_whitelist(
     storage: Storage, master_keys: list[rsa.RSAPublicKey], fqrn: str, at: dt.datetime
 ) -> Whitelist:
     try:
-        raw = storage.get(WHITELIST)
+        raw = _read_signed_file(storage, WHITELIST)
     except ObjectNotFound:
         raise SignatureError(f"no {WHITELIST} at {storage.location}") from None
     try:

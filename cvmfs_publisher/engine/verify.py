@@ -18,21 +18,21 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..cvmfs.catalog import COMPRESSION_SHIFT, Catalog, DirEntry, Flag, row_to_entry
-from ..cvmfs.compression import Compression, check_and_decode
+from ..cvmfs.catalog import COMPRESSION_SHIFT, Catalog, DirEntry, Flag, NestedRef, row_to_entry
+from ..cvmfs.compression import PIECE, Compression
 from ..cvmfs.counters import FIELDS, Counters, Tally
-from ..cvmfs.hashes import ContentHash, Suffix, parent_path, path_key
+from ..cvmfs.hashes import Algorithm, ContentHash, Hasher, Suffix, parent_path, path_key
 from ..cvmfs.history import History
 from ..cvmfs.manifest import Manifest
-from ..cvmfs.names import display
+from ..cvmfs.names import RESERVED, display, name_problem, shown
 from ..cvmfs.reflog import Reflog, RefType
 from ..errors import FormatError, ObjectNotFound, PublisherError, SignatureError
 from ..storage.base import REFLOG, Storage
-from .reader import ObjectCache
+from .options import MAX_OBJECT_SIZE
+from .reader import CheckedObject, ObjectCache, bounded
 from .trust import read_manifest, verify_head
 
-_ROW = ("rowid, md5path_1, md5path_2, parent_1, parent_2, hardlinks, hash, size, mode, mtime, "
-        "mtimens, flags, name, symlink, uid, gid, xattr")
+_KEYS = "rowid, md5path_1, md5path_2, parent_1, parent_2"
 
 
 @dataclass
@@ -84,19 +84,31 @@ class Verifier:
         self._check_tree(manifest)
         return self.report
 
+    def _download_reflog(self, path: Path, algorithm: Algorithm) -> ContentHash | None:
+        """The reflog streamed into ``path`` (bounded like any object); its checksum."""
+        hasher = Hasher(algorithm)
+        with self.storage.open(REFLOG) as stream, open(path, "wb") as sink:
+            for block in bounded(stream, self.cache.max_object_size, REFLOG):
+                hasher.update(block)
+                sink.write(block)
+        return hasher.result()
+
     def _check_reflog(self, manifest: Manifest) -> None:
+        path = self.cache.directory / "verify-reflog.db"
         try:
-            data = self.storage.get(REFLOG)
+            actual = self._download_reflog(path, manifest.root_catalog.algorithm)
         except ObjectNotFound:
             if manifest.reflog is not None:
                 self.problem(f"{REFLOG} is missing but the manifest names one (Y)")
+            return
+        except FormatError as exc:
+            path.unlink(missing_ok=True)
+            self.problem(str(exc))
             return
         refs = [(manifest.root_catalog, RefType.CATALOG, "catalog root hash"),
                 (manifest.certificate, RefType.CERTIFICATE, "certificate"),
                 (manifest.history, RefType.HISTORY, "history"),
                 (manifest.metainfo, RefType.METAINFO, "meta-info")]
-        path = self.cache.directory / "verify-reflog.db"
-        path.write_bytes(data)
         try:
             reflog = Reflog(path, writable=False)
         except FormatError as exc:
@@ -112,7 +124,6 @@ class Verifier:
             reflog.conn.close()
             path.unlink(missing_ok=True)
         self.report.problems.extend(missing)
-        actual = ContentHash.of(data, manifest.root_catalog.algorithm)
         if manifest.reflog is not None and actual != manifest.reflog:
             if missing:
                 self.problem(f"{REFLOG} checksum is {actual}, the manifest says {manifest.reflog}")
@@ -161,11 +172,15 @@ class Verifier:
     # -- objects ------------------------------------------------------------------------------
 
     def _object(self, content_hash: ContentHash, suffix: Suffix, what: str,
-                compression: Compression = Compression.ZLIB) -> int | None:
+                compression: Compression = Compression.ZLIB,
+                promised: int | None = None) -> int | None:
         """Check one object once; returns its decompressed size when data is checked.
 
         File data and chunks are decoded as their entry's flags say (spec 2.7: ``-Z none``
-        objects hold the plain bytes), exactly as the client will read them.
+        objects hold the plain bytes), exactly as the client will read them. The content
+        is counted, never held, and inflated at most one piece past the size its row
+        ``promised`` (None: the ceiling): a small mismatch is reported with the real size,
+        a bomb stops right there.
         """
         key = content_hash.object_key(suffix)
         if (key, compression) in self._objects:
@@ -173,10 +188,11 @@ class Verifier:
         size: int | None = None
         if self.check_data:
             try:
-                stored = self.storage.get(key)
-                data = check_and_decode(stored, content_hash, compression)
-                size = len(data)
-                self.report.object_bytes += len(stored)
+                limit = self.cache.limit(promised) + PIECE
+                with CheckedObject.fetch(self.storage, content_hash, suffix, limit,
+                                         compression) as stored:
+                    size = sum(len(piece) for piece in stored.content(limit))
+                    self.report.object_bytes += stored.stored_size
             except ObjectNotFound:
                 self.problem(f"{what}: object {key} is missing")
             except FormatError as exc:
@@ -190,14 +206,31 @@ class Verifier:
     # -- catalogs -----------------------------------------------------------------------------
 
     def _check_tree(self, manifest: Manifest) -> None:
-        self._catalog(manifest.root_catalog, "", manifest.catalog_size, None)
+        """Every catalog's own rules parents first, then the counters children first.
+
+        An explicit stack, not recursion: nested catalogs can be as deep as directories.
+        """
+        visits: list[CatalogVisit] = []
+        pending: list[tuple[ContentHash, str, int, DirEntry | None, CatalogVisit | None]] = [
+            (manifest.root_catalog, "", manifest.catalog_size, None, None)]
+        while pending:
+            content_hash, mountpoint, size, mount_entry, parent = pending.pop()
+            visit = self._catalog(content_hash, mountpoint, size, mount_entry)
+            if parent is not None:
+                parent.children.append(visit)
+            if visit is not None:
+                visits.append(visit)
+                pending.extend((ref.content_hash, ref.path, ref.size, mount, visit)
+                               for ref, mount in reversed(visit.refs))
+        for visit in reversed(visits):
+            visit.finish()
 
     def _catalog(self, content_hash: ContentHash, mountpoint: str, size: int,
-                 mount_entry: DirEntry | None) -> Tally | None:
-        """Check one catalog and its children; returns its total (self + subtree)."""
+                 mount_entry: DirEntry | None) -> CatalogVisit | None:
+        """Check one catalog's own rules; None if it cannot be read at all."""
         what = f"catalog {display(mountpoint)}"
         try:
-            file = self.cache.fetch(self.storage, content_hash, Suffix.CATALOG)
+            file = self.cache.fetch(self.storage, content_hash, Suffix.CATALOG, size or None)
         except FormatError as exc:
             self.problem(f"{what} ({content_hash}): {exc}")
             return None
@@ -222,6 +255,28 @@ class Verifier:
             catalog.conn.close()
 
 
+@dataclass(eq=False)
+class CatalogVisit:
+    """One checked catalog, waiting for its children's totals to check its counters."""
+
+    check: CatalogCheck
+    stored: Counters | None
+    own: Tally
+    refs: list[tuple[NestedRef, DirEntry | None]]
+    children: list[CatalogVisit | None] = field(default_factory=list)
+    total: Tally | None = None
+
+    def finish(self) -> None:
+        """Compare the counters once every child has its total (an unreadable child leaves
+        the subtree unknown: it is reported once, not again as its ancestors' counters)."""
+        subtree: Tally | None = Tally()
+        for child in self.children:
+            subtree = None if child is None or child.total is None or subtree is None \
+                else subtree + child.total
+        self.check.compare_counters(self.stored, self.own, subtree)
+        self.total = None if subtree is None else self.own + subtree
+
+
 class CatalogCheck:
     """The per-catalog rules of ``swissknife check`` plus recomputed path keys."""
 
@@ -234,11 +289,12 @@ class CatalogCheck:
         self.where = f"catalog {display(mountpoint)}"
         self.seen_rows: set[int] = set()
         self.mountpoints: set[str] = set()
+        self.row = f"{_KEYS}, {catalog.columns}"
 
     def problem(self, text: str) -> None:
         self.v.problem(f"{self.where}: {text}")
 
-    def run(self) -> Tally | None:
+    def run(self) -> CatalogVisit | None:
         self.v.report.catalogs += 1
         props = self.catalog.properties
         if props.get("root_prefix", "") != self.mountpoint:
@@ -256,11 +312,10 @@ class CatalogCheck:
         total_rows = self.catalog.row_count()
         if total_rows != len(self.seen_rows):
             self._dangling()
-        subtree = self._children()
-        return self._counters(stored, subtree)
+        return CatalogVisit(self, stored, self.catalog.count_own(), self._children())
 
     def _rows(self, where: str, args: tuple) -> list[tuple]:
-        return self.catalog.conn.execute(f"SELECT {_ROW} FROM catalog WHERE {where}",
+        return self.catalog.conn.execute(f"SELECT {self.row} FROM catalog WHERE {where}",
                                          args).fetchall()
 
     def _root(self) -> tuple[str, tuple, DirEntry] | None:
@@ -311,14 +366,15 @@ class CatalogCheck:
             child_path = f"{path}/{child.name}"
             self.seen_rows.add(row[0])
             self.v.report.entries += 1
-            if not child.name:
-                self.problem(f"entry with an empty name in {display(path)}")
+            if child.is_directory:
+                subdirs += 1
+            bad_name = name_problem(child.name)
+            if bad_name is not None:  # no path can be built on it: the row is not followed
+                self.problem(f"{display(path)}: entry name {shown(child.name)} {bad_name}")
                 continue
             if (row[1], row[2]) != path_key(child_path):
                 self.problem(f"{display(child_path)}: path key does not match its path")
             self._check_entry(child_path, child)
-            if child.is_directory:
-                subdirs += 1
             if child.hardlink_group:
                 groups[child.hardlink_group].append((child_path, child))
             result.append((child_path, row, child))
@@ -332,6 +388,8 @@ class CatalogCheck:
         return result
 
     def _check_entry(self, path: str, entry: DirEntry) -> None:
+        if path == f"/{RESERVED}":
+            self.problem(f"/{RESERVED} is reserved for CVMFS itself")
         if entry.name == ".cvmfscatalog" and parent_path(path) != self.mountpoint:
             self.problem(f"{display(path)}: catalog marker outside a catalog root")
         if entry.name == ".cvmfscatalog" and self.mountpoint == "" and parent_path(path) == "":
@@ -370,7 +428,8 @@ class CatalogCheck:
         if entry.content_hash is None:
             self.problem(f"{display(path)}: regular file without a content hash")
             return
-        size = self.v._object(entry.content_hash, Suffix.NONE, what, entry.compression)
+        size = self.v._object(entry.content_hash, Suffix.NONE, what, entry.compression,
+                              entry.size)
         if size is not None and size != entry.size:
             self.problem(f"{display(path)}: content is {size} bytes, the catalog says "
                          f"{entry.size}")
@@ -379,7 +438,7 @@ class CatalogCheck:
         chunks = self.catalog.chunks(path)
         if entry.content_hash is not None:
             self.v._object(entry.content_hash, Suffix.NONE, f"{self.where}: {display(path)}",
-                           entry.compression)
+                           entry.compression, entry.size)
         if not chunks:
             self.problem(f"{display(path)}: chunked file without chunks")
             return
@@ -391,7 +450,7 @@ class CatalogCheck:
                 return
             size = self.v._object(chunk.content_hash, Suffix.PARTIAL,
                                   f"{self.where}: {display(path)} chunk at {chunk.offset}",
-                                  entry.compression)
+                                  entry.compression, chunk.size)
             if size is not None and size != chunk.size:
                 self.problem(f"{display(path)}: chunk at {chunk.offset} is {size} bytes, the "
                              f"catalog says {chunk.size}")
@@ -411,14 +470,14 @@ class CatalogCheck:
 
     def _dangling(self) -> None:
         seen = self.seen_rows
-        orphans = [r for r in self.catalog.conn.execute(f"SELECT {_ROW} FROM catalog")
+        orphans = [r for r in self.catalog.conn.execute(f"SELECT {self.row} FROM catalog")
                    if r[0] not in seen]
         names = ", ".join(repr(r[12]) for r in orphans[:5])
         self.problem(f"{len(orphans)} row(s) not reachable from the catalog root (wrong parent "
                      f"key?): {names}")
 
-    def _children(self) -> Tally | None:
-        """Check the child catalogs; None if one could not be read (subtree unknown)."""
+    def _children(self) -> list[tuple[NestedRef, DirEntry | None]]:
+        """The child catalogs to check next, each with its mountpoint row."""
         refs = self.catalog.nested()
         registered = Multiset(ref.path for ref in refs)
         for path, count in registered.items():
@@ -426,20 +485,17 @@ class CatalogCheck:
                 self.problem(f"nested catalog {path} registered {count} times")
         for path in self.mountpoints - set(registered):
             self.problem(f"mountpoint {display(path)} is not in nested_catalogs")
-        subtree: Tally | None = Tally()
+        children = []
         for ref in refs:
             if ref.path not in self.mountpoints:
                 self.problem(f"nested catalog {ref.path} has no mountpoint entry")
                 continue
-            mount = self.catalog.lookup(ref.path)
-            child = self.v._catalog(ref.content_hash, ref.path, ref.size, mount)
-            subtree = None if child is None or subtree is None else subtree + child
-        return subtree
+            children.append((ref, self.catalog.lookup(ref.path)))
+        return children
 
-    def _counters(self, stored: Counters | None, subtree: Tally | None) -> Tally | None:
-        """Compare the 24 counters; ``subtree_*`` only when every child could be counted
-        (an unreadable child is reported once, not again as its ancestors' counters)."""
-        own = self.catalog.count_own()
+    def compare_counters(self, stored: Counters | None, own: Tally, subtree: Tally | None
+                         ) -> None:
+        """The 24 counters; ``subtree_*`` only when every child could be counted."""
         if stored is not None:
             for name in FIELDS:
                 for kind, actual, recorded in (("self", own, stored.own),
@@ -450,7 +506,6 @@ class CatalogCheck:
                         self.problem(f"statistics counter mismatch: {kind}_{name} is "
                                      f"{getattr(recorded, name)}, recomputed "
                                      f"{getattr(actual, name)}")
-        return None if subtree is None else own + subtree
 
 
 def _entry(row: tuple) -> DirEntry:
@@ -467,8 +522,8 @@ def _differences(a: DirEntry, b: DirEntry, ignore: tuple[str, ...] = ()) -> list
 
 def verify(storage: Storage, master_keys: list[rsa.RSAPublicKey], *, fqrn: str | None,
            at: dt.datetime | None = None, check_data: bool = True,
-           work_dir: Path | None = None) -> Report:
+           work_dir: Path | None = None, max_object_size: int = MAX_OBJECT_SIZE) -> Report:
     """Verify from scratch: a fresh object cache, so every byte is read from the storage."""
     with tempfile.TemporaryDirectory(prefix="cvmfs-verify-", dir=work_dir) as tmp:
-        return Verifier(storage, ObjectCache(Path(tmp)), check_data=check_data).run(
-            master_keys, fqrn, at)
+        cache = ObjectCache(Path(tmp), max_object_size)
+        return Verifier(storage, cache, check_data=check_data).run(master_keys, fqrn, at)

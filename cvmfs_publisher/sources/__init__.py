@@ -44,14 +44,23 @@ def open_source(src: Path) -> tuple[Iterator[Entry], SourceEstimate]:
 
 
 def estimate_directory(root: Path) -> SourceEstimate:
+    """Files and bytes below ``root``, walked with a stack (``os.walk`` recurses per level)."""
     files = total = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as listing:
+                found = list(listing)
+        except OSError:
+            continue  # the walk proper reports what cannot be read
+        for entry in found:
             try:
-                st = os.lstat(os.path.join(dirpath, name))
+                st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode):
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(entry.path)
+            elif stat.S_ISREG(st.st_mode):
                 files += 1
                 total += st.st_size
     return SourceEstimate(files, total)

@@ -8,18 +8,11 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..cvmfs.names import check_name, check_symlink_target
 from ..entries import Entry, Kind, PathContent
 from ..errors import SourceError
 
 log = logging.getLogger(__name__)
-
-
-def _utf8(name: str, where: Path) -> str:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise SourceError(f"file name in {where} is not valid UTF-8: {name!r}") from None
-    return name
 
 
 def file_entry(path: Path, rel: str, st: os.stat_result) -> Entry:
@@ -44,7 +37,7 @@ def directory_entries(root: Path) -> Iterator[Entry]:
             raise SourceError(f"cannot list {directory}: {exc.strerror}") from None
         subdirs = []
         for name in names:
-            path = directory / _utf8(name, directory)
+            path = directory / check_name(name, f"{directory}: file")
             rel = f"{rel_dir}/{name}" if rel_dir else name
             entry = _stat_entry(path, rel, seen_inodes)
             if entry is None:
@@ -73,7 +66,8 @@ def _stat_entry(path: Path, rel: str, seen: dict[tuple[int, int], str]) -> Entry
     if stat.S_ISDIR(mode):
         return Entry(rel, Kind.DIR, **common)
     if stat.S_ISLNK(mode):
-        return Entry(rel, Kind.SYMLINK, target=os.readlink(path), **common)
+        target = check_symlink_target(os.readlink(path), str(path))
+        return Entry(rel, Kind.SYMLINK, target=target, **common)
     if stat.S_ISFIFO(mode):
         return Entry(rel, Kind.FIFO, **common)
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):

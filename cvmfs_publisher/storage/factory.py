@@ -42,6 +42,17 @@ def open_storage(location: str, *, fqrn: str | None = None, s3: Mapping[str, Any
     return _wrap(_open(location, fqrn, s3, read_only))
 
 
+def check_s3_settings(location: str, s3: Mapping[str, Any] | None, where: str) -> None:
+    """The ``s3:`` settings ``open_storage`` would use for ``location``, checked without
+    opening anything, so the configuration can refuse a bad one before any command runs.
+
+    Errors name ``where`` (the file and repository); a malformed URL is a ``UsageError``.
+    """
+    from .s3 import S3Settings  # boto3 takes a while to import: only if used
+
+    S3Settings.from_url_and_mapping(location, s3, where=where)
+
+
 def _open(location: str, fqrn: str | None, s3: Mapping[str, Any] | None,
           read_only: bool) -> Storage:
     if location.startswith("s3://"):

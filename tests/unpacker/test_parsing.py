@@ -6,10 +6,11 @@ import datetime as dt
 
 import pytest
 
+from cvmfs_publisher.values import parse_duration
 from unpacker.errors import InvalidReference, ManifestError, WishlistError
 from unpacker.manifests import Platform, parse_platform
 from unpacker.reference import parse_reference
-from unpacker.runs import parse_duration, parse_platforms
+from unpacker.runs import parse_platforms
 from unpacker.wishlist import parse_wishlist
 
 

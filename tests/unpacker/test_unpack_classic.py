@@ -38,8 +38,11 @@ def test_unpack_into_cvmfs_server_equals_native(images, make_repo, classic) -> N
         link = view.lookup(f"/{ref}")
     assert link is not None and link.is_symlink and ".flat/" in link.target
     flat = "/" + link.target.split("../")[-1]
+    def without_links(tree: dict[str, tuple]) -> dict[str, tuple]:
+        return {path: row[:-1] for path, row in tree.items()}  # cvmfs_server splits them
+
     ours = tree_of(publisher, flat)
-    assert ours == tree_of(native, flat)
+    assert without_links(ours) == without_links(tree_of(native, flat))
     assert len(ours) >= 38
     transactions = fake.subcommands().count("transaction")
     assert [o.status for o in run_unpack(publisher, None, [ref]).outcomes] == ["unchanged"]

@@ -153,9 +153,12 @@ class CvmfsServerPublisher:
 
     def gc(self, *, keep_revisions: int, keep_since: dt.datetime | None, dry_run: bool,
            wait: bool = False) -> GcResult:
-        args = ["gc", "-f", "-r", str(keep_revisions), "-l"]
+        """``cvmfs_server gc`` takes a revision count or a time, not both: the time wins."""
+        args = ["gc", "-f", "-l"]
         if keep_since is not None:
             args += ["-t", keep_since.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")]
+        else:
+            args += ["-r", str(keep_revisions)]
         if dry_run:
             args.append("-d")
         return GcResult(dry_run=dry_run, output=self.command.run(*args, self.name))

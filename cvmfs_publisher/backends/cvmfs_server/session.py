@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from .tree_writer import TreeWriter
 
 if TYPE_CHECKING:
     from .driver import CvmfsServerPublisher
+
+
+WARNING = re.compile(r"^\s*warning:?\s*", re.IGNORECASE)
 
 
 @dataclass
@@ -63,7 +67,7 @@ class CvmfsServerSession:
 
     def replace(self, path: str, entries: Iterable[Entry]) -> None:
         path = normalize_path(path)
-        staged = [self._spooled(entry, path) for entry in checked_stream(entries)]
+        staged = [self._spooled(entry, path) for entry in checked_stream(entries, path)]
         self.changes.append(_Change(path, staged))
 
     def _spooled(self, entry: Entry, path: str) -> Entry:
@@ -187,8 +191,10 @@ class CvmfsServerSession:
                     self._apply(writer, change)
             finally:
                 writer.close()
-            driver.command.run("publish", *(["-a", tag] if tag else []),
-                               *(["-m", message] if message else []), driver.name)
+            said = driver.command.run("publish", *(["-a", tag] if tag else []),
+                                      *(["-m", message] if message else []), driver.name)
+            writer.warnings.extend(WARNING.sub("", line).strip() for line in said.splitlines()
+                                   if WARNING.match(line))
         except BaseException as exc:
             if driver.command.transaction_open:
                 driver.abort(exc)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 DEVICE_BITS = {Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK}
 Parts = tuple[str, ...]
+KEEP_OPEN = 64  # directory descriptors kept for the path being written
 
 
 @dataclass
@@ -56,16 +56,29 @@ class TreeWriter:
     # -- directory descriptors ------------------------------------------------------------
 
     def _directory(self, parts: Parts, *, create: bool) -> int:
-        """An open descriptor of ``root/parts``, refusing symlinks and non-directories."""
+        """An open descriptor of ``root/parts``, refusing symlinks and non-directories.
+
+        Opened component by component from the deepest open ancestor; only ancestors of
+        the latest directory stay open (at most ``KEEP_OPEN``), since streams come
+        parents first, so neither wide nor deep trees run out of descriptors.
+        """
         if parts in self._fds:
             return self._fds[parts]
-        if not parts:
-            fd = os.open(self.root, DIR_FLAGS)
-        else:
-            parent = self._directory(parts[:-1], create=create)
-            fd = self._open_child(parent, parts, create)
-        self._fds[parts] = fd
-        return fd
+        self._keep_ancestors_of(parts)
+        depth = max((len(k) for k in self._fds if parts[:len(k)] == k), default=-1)
+        if depth < 0:
+            self._fds[()] = os.open(self.root, DIR_FLAGS)
+            depth = 0
+        for end in range(depth + 1, len(parts) + 1):
+            self._fds[parts[:end]] = self._open_child(self._fds[parts[:end - 1]],
+                                                      parts[:end], create)
+        return self._fds[parts]
+
+    def _keep_ancestors_of(self, parts: Parts) -> None:
+        chain = [k for k in self._fds if parts[:len(k)] == k]
+        keep = set(sorted(chain, key=len)[-KEEP_OPEN:]) | ({()} if () in self._fds else set())
+        for key in [k for k in self._fds if k not in keep]:
+            os.close(self._fds.pop(key))
 
     def _open_child(self, parent: int, parts: Parts, create: bool) -> int:
         name = parts[-1]
@@ -240,10 +253,49 @@ def _remove_at(parent: int, name: str) -> bool:
     except FileNotFoundError:
         return False
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=parent)
+        _remove_tree(parent, name)
     else:
         os.unlink(name, dir_fd=parent)
     return True
+
+
+def _open_below(parent: int, names: list[str]) -> int:
+    """A descriptor of ``parent/names...``, never through a symlink."""
+    fd = os.dup(parent)
+    for name in names:
+        try:
+            child = os.open(name, DIR_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _remove_tree(parent: int, name: str) -> None:
+    """``rm -r`` without recursion or following symlinks: the deepest directory first.
+
+    ``shutil.rmtree`` recurses once per level; a published tree may be 1,000 levels deep.
+    """
+    stack = [name]
+    while stack:
+        fd = _open_below(parent, stack)
+        try:
+            with os.scandir(fd) as listing:
+                entries = list(listing)
+            subdir = next((e.name for e in entries if e.is_dir(follow_symlinks=False)), None)
+            if subdir is None:
+                for entry in entries:
+                    os.unlink(entry.name, dir_fd=fd)
+        finally:
+            os.close(fd)
+        if subdir is not None:
+            stack.append(subdir)
+            continue
+        above = _open_below(parent, stack[:-1])
+        try:
+            os.rmdir(stack.pop(), dir_fd=above)
+        finally:
+            os.close(above)
 
 
 def _copy(source, sink) -> int:  # type: ignore[no-untyped-def]

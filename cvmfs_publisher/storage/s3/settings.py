@@ -1,18 +1,36 @@
-"""Where and how to reach a bucket: the ``s3:`` mapping of the configuration, and s3:// URLs."""
+"""Where and how to reach a bucket: the ``s3:`` mapping of the configuration, and s3:// URLs.
+
+``SETTINGS`` is the table of that mapping (kind, range, description); the configuration
+checks a repository's mapping against it when it loads, and ``S3Settings`` converts with
+it, so both accept and refuse the same values with the same words.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ...errors import ConfigError, UsageError
-from ...values import to_bool, to_float, to_int
+from ...values import (
+    Choice,
+    Flag,
+    HttpUrl,
+    Integer,
+    Invalid,
+    Number,
+    PathText,
+    Setting,
+    Text,
+    checked_text,
+    unknown_key,
+)
 
 MiB = 1 << 20
+GiB = 1 << 30
 
 ADDRESSING_STYLES = ("path", "virtual", "auto")
 RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -23,9 +41,62 @@ _SECRET_KEYS = {"access_key", "secret_key", "aws_access_key_id", "aws_secret_acc
                 "aws_session_token", "session_token", "secret", "password", "token"}
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-_INTS = {"parallelism", "max_attempts", "multipart_threshold", "multipart_chunksize",
-         "lease_seconds"}
-_FLOATS = {"connect_timeout", "read_timeout"}
+ALIASES = {"endpoint": "endpoint_url"}  # what the configuration says -> the field
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    expected: str = "a key prefix of letters, digits, '.', '-', '_' separated by '/'"
+
+    def parse(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise Invalid(self.expected)
+        try:
+            return _clean_prefix(value)
+        except ConfigError:
+            raise Invalid(self.expected) from None
+
+
+@dataclass(frozen=True)
+class _Acl:
+    expected: str = "a canned ACL such as public-read, or none"
+
+    def parse(self, value: Any) -> str | None:
+        if isinstance(value, str) and value.strip().lower() in NO_ACL:
+            return None
+        return checked_text(value, self.expected)
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("bucket", Text("a bucket name of 3 to 255 letters, digits, '.', '-', '_'", _BUCKET),
+            "the bucket (from the s3:// storage URL)"),
+    Setting("prefix", _Prefix(), "key prefix of the Stratum 0 root (from the storage URL)"),
+    Setting("endpoint_url", HttpUrl(), "S3 endpoint, written 'endpoint'; default: AWS",
+            optional=True),
+    Setting("region", Text(), "S3 region", optional=True),
+    Setting("addressing_style", Choice(ADDRESSING_STYLES),
+            "default: path with an endpoint, virtual on AWS", optional=True),
+    Setting("profile", Text(), "AWS profile holding the credentials", optional=True),
+    Setting("credentials_file", PathText("a file path"),
+            "AWS credentials file or upstream s3.conf", optional=True),
+    Setting("acl", _Acl(), "canned ACL on every file; none: a bucket policy allows reads",
+            optional=True),
+    Setting("public_url", HttpUrl(), "URL of the bucket root for clients; default derived",
+            optional=True),
+    Setting("parallelism", Integer(1), "HTTP connection pool size"),
+    Setting("retry_mode", Choice(RETRY_MODES), "botocore's retry mode"),
+    Setting("max_attempts", Integer(1, 100), "tries per request, the first included"),
+    Setting("connect_timeout", Number(0, 600), "seconds to connect"),
+    Setting("read_timeout", Number(0, 3600), "seconds to wait for a response"),
+    Setting("multipart_threshold", Integer(5 * MiB, 5 * 1024 * GiB),
+            "bytes above which uploads go multipart"),
+    Setting("multipart_chunksize", Integer(5 * MiB, 5 * GiB), "bytes per multipart part"),
+    Setting("lease_seconds", Integer(3, 86400), "publish lease lifetime, renewed every third"),
+    Setting("conditional_writes", Flag(), "false only for servers refusing If-None-Match"),
+    Setting("signature_version", Choice(SIGNATURE_VERSIONS), "default: botocore's (SigV4)",
+            optional=True),
+    Setting("checksums", Choice(CHECKSUM_MODES), "when_required for servers refusing CRC32"),
+)}
 
 
 @dataclass(frozen=True)
@@ -58,64 +129,43 @@ class S3Settings:
     checksums: str = "when_supported"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prefix", _clean_prefix(self.prefix))
-        if not _BUCKET.match(self.bucket or ""):
-            raise ConfigError(f"invalid S3 bucket name {self.bucket!r}")
-        if self.acl is not None and self.acl.strip().lower() in NO_ACL:
-            object.__setattr__(self, "acl", None)
-        if self.endpoint_url is not None:
-            object.__setattr__(self, "endpoint_url", _clean_url(self.endpoint_url, "endpoint"))
-        if self.public_url is not None:
-            object.__setattr__(self, "public_url", _clean_url(self.public_url, "public_url"))
+        """Every field through ``SETTINGS``, whichever constructor made it."""
+        for name, setting in SETTINGS.items():
+            object.__setattr__(self, name, setting.check(getattr(self, name), "s3"))
         if self.credentials_file is not None:
-            path = Path(self.credentials_file).expanduser()
-            object.__setattr__(self, "credentials_file", path)
-        _one_of("addressing_style", self.addressing_style, ADDRESSING_STYLES, optional=True)
-        _one_of("retry_mode", self.retry_mode, RETRY_MODES)
-        _one_of("checksums", self.checksums, CHECKSUM_MODES)
-        _one_of("signature_version", self.signature_version, SIGNATURE_VERSIONS, optional=True)
-        self._check_numbers()
-
-    def _check_numbers(self) -> None:
-        minimum = {"parallelism": 1, "max_attempts": 1, "lease_seconds": 3,
-                   "multipart_chunksize": 5 * MiB, "multipart_threshold": 5 * MiB}
-        for name, low in minimum.items():
-            if getattr(self, name) < low:
-                raise ConfigError(f"s3 setting {name} must be at least {low}")
-        if self.connect_timeout <= 0 or self.read_timeout <= 0:
-            raise ConfigError("s3 timeouts must be positive")
+            object.__setattr__(self, "credentials_file", Path(self.credentials_file).expanduser())
 
     # -- constructors -------------------------------------------------------------------------
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> S3Settings:
+    def from_mapping(cls, mapping: Mapping[str, Any], where: str = "s3") -> S3Settings:
         """The YAML ``s3:`` mapping; ``url: s3://bucket/prefix`` may replace bucket/prefix.
 
         Secrets are refused here: a configuration file is copied, shared and committed far
-        more often than a credentials file.
+        more often than a credentials file. Errors start with ``where``.
         """
-        values = dict(mapping)
-        refused = sorted(k for k in values if k.lower() in _SECRET_KEYS)
+        refused = sorted(str(k) for k in mapping if str(k).lower() in _SECRET_KEYS)
         if refused:
             raise ConfigError(
-                f"S3 secrets are not accepted in the configuration ({', '.join(refused)}): "
-                "use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, an AWS profile (profile:) or a "
-                "credentials file (credentials_file:)")
-        if "endpoint" in values:
-            values.setdefault("endpoint_url", values.pop("endpoint"))
-        url = values.pop("url", None)
+                f"{where}: S3 secrets are not accepted in the configuration "
+                f"({', '.join(refused)}): use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, an AWS "
+                "profile (profile:) or a credentials file (credentials_file:)")
+        values: dict[str, Any] = {}
+        for key, value in mapping.items():
+            name = ALIASES.get(key, key)
+            if name not in SETTINGS and key != "url":
+                raise unknown_key(where, "s3 setting", key, [*ALIASES, "url", *SETTINGS])
+            if key != "url":
+                values.setdefault(name, SETTINGS[name].check(value, where, key))
+        url = mapping.get("url")
         if url is not None:
             bucket, prefix = parse_s3_url(str(url))
             values.setdefault("bucket", bucket)
             values.setdefault("prefix", prefix)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown s3 setting(s): {', '.join(unknown)} "
-                              f"(known: endpoint, url, {', '.join(sorted(known))})")
         if "bucket" not in values:
-            raise ConfigError("the s3 settings need a bucket (or url: s3://bucket/prefix)")
-        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+            raise ConfigError(f"{where}: the s3 settings need a bucket (or url: "
+                              "s3://bucket/prefix)")
+        return cls(**values)
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> S3Settings:
@@ -124,17 +174,18 @@ class S3Settings:
         return cls.from_mapping({**overrides, "bucket": bucket, "prefix": prefix})
 
     @classmethod
-    def from_url_and_mapping(cls, url: str, mapping: Mapping[str, Any] | None) -> S3Settings:
+    def from_url_and_mapping(cls, url: str, mapping: Mapping[str, Any] | None,
+                             where: str = "s3") -> S3Settings:
         """The storage URL of a configured repository plus its ``s3:`` mapping."""
         bucket, prefix = parse_s3_url(url)
         values = dict(mapping or {})
         for name, value in (("bucket", bucket), ("prefix", prefix)):
             given = values.get(name)
             if given is not None and _norm(name, given) != value:
-                raise ConfigError(f"s3 setting {name}={given!r} contradicts the storage URL {url}")
+                raise ConfigError(f"{where}: {name}={given!r} contradicts the storage URL {url}")
         values.pop("url", None)
         values.update(bucket=bucket, prefix=prefix)
-        return cls.from_mapping(values)
+        return cls.from_mapping(values, where)
 
     # -- derived values -------------------------------------------------------------------------
 
@@ -192,34 +243,5 @@ def _clean_prefix(prefix: str | None) -> str:
     return "/".join(segments)
 
 
-def _clean_url(url: str, what: str) -> str:
-    parts = urlsplit(str(url))
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"s3 {what} must be an http(s) URL, not {url!r}")
-    return str(url).rstrip("/")
-
-
-def _one_of(name: str, value: str | None, allowed: tuple[str, ...], optional: bool = False
-            ) -> None:
-    if value is None and optional:
-        return
-    if value not in allowed:
-        raise ConfigError(f"s3 setting {name} must be one of {', '.join(allowed)}, not {value!r}")
-
-
 def _norm(name: str, value: Any) -> str:
     return _clean_prefix(str(value)) if name == "prefix" else str(value)
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """YAML and environment values to the field's type, with the setting named on error."""
-    what = f"s3 setting {name}"
-    if name in _INTS:
-        return to_int(value, what)
-    if name in _FLOATS:
-        return to_float(value, what)
-    if name == "conditional_writes":
-        return to_bool(value, what)
-    if name == "credentials_file":
-        return None if value is None else Path(str(value))
-    return None if value is None else str(value)
