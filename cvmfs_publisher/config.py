@@ -5,6 +5,7 @@ Location: ``--config``, else ``$CVMFS_PUBLISHER_CONFIG``, else
 it. Precedence for settings: command-line flag, then environment variable, then this file.
 
 ```yaml
+default_repository: sw.example.org    # optional: what --repo means when it is not given
 repositories:
   sw.example.org:
     storage: /srv/stratum0            # Stratum 0 root: the repository is <storage>/<name>
@@ -30,6 +31,9 @@ repositories:
     gateway: false                    # true: transactions lease only the changed subtree
 ```
 
+``default_repository`` (or ``$CVMFS_PUBLISHER_REPO``, which wins) names the repository
+commands use without ``--repo``; it must be one of ``repositories``.
+
 ``SETTINGS`` is the schema: every key, its kind and range, the backends it applies to and
 whether ``CVMFS_PUBLISHER_<KEY>`` overrides it (the ``s3:`` mapping has its own table in
 ``storage/s3/settings.py``). The whole file and the environment are checked when the
@@ -43,6 +47,7 @@ import os
 import re
 import shlex
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,11 +56,9 @@ import yaml
 
 from .cvmfs.dirtab import Dirtab
 from .cvmfs.names import check_fqrn
-from .engine.chunking import ChunkPolicy
 from .engine.options import LIMITS, EngineOptions, default_cache_dir
 from .entries import Owner
 from .errors import ConfigError, InvalidName, UsageError
-from .storage.factory import check_s3_settings
 from .values import (
     MAX_YAML_BYTES,
     AnyMapping,
@@ -73,10 +76,11 @@ from .values import (
 )
 
 CONFIG_ENV = "CVMFS_PUBLISHER_CONFIG"
+REPO_ENV = "CVMFS_PUBLISHER_REPO"
 ENV_PREFIX = "CVMFS_PUBLISHER_"
 NATIVE, CLASSIC = "native", "cvmfs_server"
 BACKENDS = (NATIVE, CLASSIC)
-TOP_LEVEL = ("repositories",)
+TOP_LEVEL = ("repositories", "default_repository")
 REQUIRED = ("storage", "keys")
 MAX_ID = 2**32 - 2  # uid and gid: (uid_t)-1 means "no change" to the kernel
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
@@ -163,6 +167,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("release_catalogs", Patterns(),
             "directories that become nested catalogs when there is no /.cvmfsdirtab"),
     Setting("s3", AnyMapping(), "how to reach the bucket of s3:// storage (docs/s3.md)"),
+    Setting("compression", Choice(("zlib", "balanced", "fast")), "how objects are deflated: "
+            "zlib (upstream's bytes), balanced (libdeflate, the default) or fast (ISA-L)",
+            _NATIVE, env=True),
     Setting("compression_level", Integer(*LIMITS["compression_level"]),
             "zlib level of stored objects", _NATIVE, env=True),
     Setting("ttl", Integer(*LIMITS["ttl"]), "seconds clients may cache the manifest",
@@ -191,7 +198,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("trust", PathText("a directory path"), "release trust policy: which GPG keys "
             "may publish under which paths [default: <config dir>/trust/<name>]", env=True),
 )}
-ENGINE_SETTINGS = ("compression_level", "ttl", "workers", "whitelist_days", "auto_tag",
+ENGINE_SETTINGS = ("compression", "compression_level", "ttl", "workers", "whitelist_days",
+                   "auto_tag",
                    "chunking", "autocatalog_max", "autocatalog_min", "release_catalogs",
                    "owner", "max_object_size")
 
@@ -267,7 +275,12 @@ class RepositoryConfig:
         values = {key: value for key, value in values.items() if value is not None}
         if values.get("autocatalog_max") == 0:
             values["autocatalog_max"] = None
-        values["chunking"] = ChunkPolicy() if values.get("chunking", True) else None
+        if values.get("chunking", True):
+            from .engine.chunking import ChunkPolicy
+
+            values["chunking"] = ChunkPolicy()
+        else:
+            values["chunking"] = None
         if "owner" in values:
             values["owner"] = Owner.parse(values["owner"])
         return EngineOptions(cache_dir=cache_dir(), **values)
@@ -277,28 +290,58 @@ class RepositoryConfig:
 
 
 class Config:
-    def __init__(self, path: Path, repositories: dict[str, RepositoryConfig]) -> None:
+    def __init__(self, path: Path, repositories: dict[str, RepositoryConfig],
+                 default_repository: str | None = None) -> None:
         self.path = path
         self.repositories = repositories
+        self.default_repository = default_repository
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Config:
-        """The file (none yet: no repositories) and the environment, checked in full."""
+    def load(cls, path: Path | None = None, *, must_exist: bool = False) -> Config:
+        """The file (none yet: no repositories) and the environment, checked in full.
+
+        ``must_exist``: the file was named on purpose (``--config``, the environment) and
+        its absence is a mistake to report, not an empty configuration.
+        """
         path = path or default_config_path()
         check_environment()
         data = _read(path)
         if data is None:
+            if must_exist:
+                raise ConfigError(f"config file {path} does not exist (create it with "
+                                  "'cvmfs-publisher --config FILE init NAME --storage DIR')")
             return cls(path, {})
-        return cls(path, parse_config(load_yaml(data, str(path)), str(path)))
+        loaded = load_yaml(data, str(path))
+        repositories = parse_config(loaded, str(path))
+        return cls(path, repositories, parse_default(loaded, repositories, str(path)))
+
+    def default_name(self) -> str | None:
+        """``$CVMFS_PUBLISHER_REPO``, else ``default_repository``, else None."""
+        return os.environ.get(REPO_ENV) or self.default_repository
+
+    def close_names(self, name: str) -> list[str]:
+        """Configured names a mistyped ``name`` may have meant, closest first."""
+        return close_names(name, self.repositories)
 
     def get(self, name: str) -> RepositoryConfig:
         try:
             return self.repositories[name]
         except KeyError:
-            raise ConfigError(
-                f"no repository {name!r} in {self.path}; run 'cvmfs-publisher init {name}' "
-                "or give a repository directory or URL"
-            ) from None
+            raise ConfigError(self.missing(name)) from None
+
+    def missing(self, name: str) -> str:
+        """Why ``name`` is not a configured repository, and what to do instead."""
+        text = f"no repository {name!r} in {self.path}"
+        close = self.close_names(name)
+        if close:
+            return f"{text}; did you mean {' or '.join(repr(n) for n in close)}?"
+        if self.repositories:
+            text += f" (configured: {', '.join(sorted(self.repositories))})"
+        try:
+            check_fqrn(name)
+        except InvalidName:
+            return text
+        return f"{text}; create it with 'cvmfs-publisher init {name} --storage DIR'"
 
     def add(self, repo: RepositoryConfig) -> None:
         """Record ``repo`` once it passes the checks a loaded entry passes (``init``)."""
@@ -306,7 +349,10 @@ class Config:
 
     def save(self) -> None:
         """Write atomically so an interrupted ``init`` never leaves a half-written file."""
-        data = {"repositories": {n: r.as_mapping() for n, r in sorted(self.repositories.items())}}
+        data: dict[str, Any] = {}
+        if self.default_repository is not None:
+            data["default_repository"] = self.default_repository
+        data["repositories"] = {n: r.as_mapping() for n, r in sorted(self.repositories.items())}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config.", suffix=".tmp")
         try:
@@ -328,6 +374,43 @@ def _read(path: Path) -> bytes | None:
         return None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def close_names(name: str, known: Iterable[str]) -> list[str]:
+    """Names ``name`` may be a typo of: at most two letters added, dropped, changed or
+    swapped; closest first."""
+    scored = sorted((typo_distance(name, candidate), candidate) for candidate in known)
+    return [candidate for distance, candidate in scored if distance <= 2][:3]
+
+
+def typo_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, replace, swap of neighbours) from ``a`` to ``b``."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        row = [i]
+        for j, y in enumerate(b, 1):
+            cost = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x != y))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                cost = min(cost, previous2[j - 2] + 1)
+            row.append(cost)
+        previous2, previous = previous, row
+    return previous[-1]
+
+
+def parse_default(data: Any, repositories: dict[str, RepositoryConfig], where: str
+                  ) -> str | None:
+    """``default_repository``: the name of one of ``repositories``, or absent."""
+    if not isinstance(data, dict) or data.get("default_repository") is None:
+        return None
+    name = data["default_repository"]
+    if not isinstance(name, str) or name not in repositories:
+        close = close_names(str(name), repositories)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        known = ", ".join(sorted(repositories)) or "none"
+        raise ConfigError(f"{where}: default_repository {shown(name)} is not one of the "
+                          f"configured repositories ({known}){hint}")
+    return name
 
 
 def parse_config(data: Any, where: str) -> dict[str, RepositoryConfig]:
@@ -392,6 +475,8 @@ def _check_storage(values: dict[str, Any], here: str) -> None:
     """An s3:// storage with its ``s3:`` mapping (that table's rules); no mapping elsewhere."""
     storage, s3 = values["storage"], values.get("s3")
     if storage.startswith("s3://"):
+        from .storage.factory import check_s3_settings
+
         try:
             check_s3_settings(storage, s3, f"{here}: s3")
         except UsageError as exc:

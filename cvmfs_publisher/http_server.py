@@ -5,6 +5,10 @@ get a short lifetime (so updates propagate through proxies) and content-addresse
 a long one; no ETag or Last-Modified (Squid bugs). Only keys a client may request are
 served, so nothing outside a repository (staging files, locks, other paths) is reachable.
 
+Every answered request can be reported as one Common Log Format line to an ``access_log``
+callback (the ``serve`` command prints them; ``--quiet`` turns that off); nothing here
+prints.
+
 With a web view (``serve --ui``, ``cvmfs_publisher/web``) every request whose path does not
 start with ``/cvmfs/`` goes to it instead of being refused; ``/cvmfs/`` is answered exactly
 as without one, so clients and browsers share a port without noticing each other.
@@ -15,9 +19,11 @@ from __future__ import annotations
 import io
 import logging
 import re
+import socket
 import sys
+import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import BinaryIO, Protocol
@@ -79,9 +85,30 @@ class RepositoryHandler(BaseHTTPRequestHandler):
     sys_version = ""
     repositories: dict[str, Storage] = {}
     ui: WebView | None = None
+    access_log: Callable[[str], None] | None = None
+    _status: object = None
+    _length = "-"
 
     def log_message(self, fmt: str, *args: object) -> None:
         log.info("%s %s", self.address_string(), fmt % args)
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "content-length":
+            self._length = str(value)
+        super().send_header(keyword, value)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Called as the status line goes out: remembered until the answer is complete."""
+        self._status = getattr(code, "value", code)
+
+    def handle_one_request(self) -> None:
+        """One request; then its Common Log Format line, to ``access_log`` if set."""
+        self._status, self._length = None, "-"
+        super().handle_one_request()
+        if self.access_log is not None and self._status is not None:
+            when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+            self.access_log(f'{self.client_address[0]} - - [{when}] "{self.requestline}" '
+                            f"{self._status} {self._length}")
 
     def do_HEAD(self) -> None:
         if self._for_ui():
@@ -245,11 +272,21 @@ class RepositoryServer(ThreadingHTTPServer):
             log.exception("serving %s failed", client_address[0])
 
 
+class RepositoryServer6(RepositoryServer):
+    """The same on an IPv6 address (``--bind ::`` or ``::1``)."""
+
+    address_family = socket.AF_INET6
+
+
 def make_server(repositories: dict[str, Storage], host: str, port: int,
-                ui: WebView | None = None) -> ThreadingHTTPServer:
+                ui: WebView | None = None,
+                access_log: Callable[[str], None] | None = None) -> ThreadingHTTPServer:
     """A threaded server for the given ``fqrn -> storage`` map (port 0 picks a free one);
-    with ``ui``, a web view answers every path outside ``/cvmfs/``."""
-    handler = type("Handler", (RepositoryHandler,), {"repositories": dict(repositories),
-                                                     "ui": ui})
-    return RepositoryServer((host, port), handler)
+    with ``ui``, a web view answers every path outside ``/cvmfs/``; ``access_log`` gets a
+    line per request. ``OSError`` if the address cannot be bound (in use, not local)."""
+    handler = type("Handler", (RepositoryHandler,), {
+        "repositories": dict(repositories), "ui": ui,
+        "access_log": staticmethod(access_log) if access_log else None})
+    server_class = RepositoryServer6 if ":" in host else RepositoryServer
+    return server_class((host, port), handler)
 

@@ -64,6 +64,8 @@ class GcResult:
     garbage_bytes: int = 0
     reachable: int = 0
     output: str = ""  # the backend's own report, where it has one
+    # each kept revision and why: {"revision", "root_hash", "timestamp", "reasons"}
+    kept: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -56,6 +57,8 @@ def fork_cli(args: Args, on_write: Callable[[WriteEvent], None], log: Path) -> i
         try:
             with open(log, "w") as err, open(os.devnull, "w") as out:
                 sys.stdout, sys.stderr = out, err
+                # a killed child leaves its scratch directory: in the test's, not in /tmp
+                tempfile.tempdir = str(log.parent)
                 try:
                     install(on_write)
                     code = main([str(a) for a in args])

@@ -73,7 +73,8 @@ class Published:
 def options(cache: Path) -> EngineOptions:
     # The fixture was published by root: its root entry belongs to 0:0. Our root entry is
     # made at init with the default owner, so pin it instead of depending on who runs this.
-    return EngineOptions(cache_dir=cache, default_owner=Owner(0, 0))
+    # The zlib preset makes upstream's bytes, so object names can be compared.
+    return EngineOptions(cache_dir=cache, default_owner=Owner(0, 0), compression="zlib")
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,7 @@ def test_directory_with_cvmfs_at_the_root(cli, repo: str, tmp_path: Path) -> Non
     src = tmp_path / "src"
     (src / ".cvmfs").mkdir(parents=True)
     (src / ".cvmfs" / "x").write_text("x")
-    result = cli("publish", src, "--repo", repo, "--path", "/")
+    result = cli("publish", src, "--repo", repo, "--path", "/", "--force")
     refused(result.code, result.err, tmp_path / "stratum0", ".cvmfs", "reserved")
     assert cli("publish", src, "--repo", repo, "--path", "/sub").code == 0
 
@@ -127,7 +127,7 @@ def test_directory_with_cvmfs_at_the_root(cli, repo: str, tmp_path: Path) -> Non
 def test_tarball_names(members: list, needles: tuple[str, ...], cli, repo: str,
                        tmp_path: Path) -> None:
     archive = tarball(tmp_path / "names.tar", file_member("fine.txt"), *members)
-    result = cli("publish", archive, "--repo", repo, "--path", "/")
+    result = cli("publish", archive, "--repo", repo, "--path", "/", "--force")
     refused(result.code, result.err, tmp_path / "stratum0", *needles)
     if "reserved" not in needles[0]:  # the one rule that depends on where the tree goes
         assert str(archive) in result.err
@@ -155,7 +155,7 @@ def test_empty_path_is_refused_and_slash_is_the_root(cli, repo: str, tmp_path: P
     for empty in ("", "  "):
         result = cli("publish", src, "--repo", repo, "--path", empty)
         refused(result.code, result.err, tmp_path / "stratum0", "empty", "use /")
-    result = cli("publish", src, "--repo", repo, "--path", "/")
+    result = cli("publish", src, "--repo", repo, "--path", "/", "--force")
     assert result.code == 0, result.err
     assert "f" in cli("ls", "/", "--repo", repo).out
 

@@ -4,17 +4,20 @@
 ``unpack_manifest`` downloads, verifies and applies the layers of one. Each blob's sha256
 is checked while it streams, and each layer's diff_id against the image config, so a
 tampered or truncated download fails the image before anything of it is published.
+Layers are applied in order, but up to ``PARALLEL_DOWNLOADS`` download at once (each
+buffering at most ``layers.PREFETCH_BYTES`` in memory ahead of its turn).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import DigestMismatch, ManifestError
 from .flatten import FlatTree, Store, read_layer
-from .layers import LayerStream
+from .layers import LayerStream, Prefetch
 from .manifests import (
     ImageIndex,
     ImageManifest,
@@ -27,6 +30,7 @@ from .reference import ImageRef
 from .registry import RegistryClient
 
 log = logging.getLogger(__name__)
+PARALLEL_DOWNLOADS = 3
 
 
 @dataclass(frozen=True)
@@ -98,21 +102,28 @@ def unpack_manifest(client: RegistryClient, ref: ImageRef, manifest: ImageManife
         raise ManifestError(f"{ref}: {len(manifest.layers)} layers but "
                             f"{len(expected)} diff_ids in the config")
     tree = FlatTree(str(ref))
-    for i, layer in enumerate(manifest.layers):
-        where = f"image {ref.name} layer {i + 1}/{len(manifest.layers)} ({layer.digest[:19]})"
-        if layer.is_foreign:
-            log.info("%s: skipping foreign layer", where)
-            continue
-        if progress is not None:
-            progress(where)
-        tree.apply(_read_verified(client, ref, layer.digest, layer.size, expected[i],
-                                  store, where), where)
+    layers = list(enumerate(manifest.layers))
+    downloads: dict[int, Prefetch] = {}
+    try:
+        for position, (i, layer) in enumerate(layers):
+            where = f"image {ref.name} layer {i + 1}/{len(layers)} ({layer.digest[:19]})"
+            if layer.is_foreign:
+                log.info("%s: skipping foreign layer", where)
+                continue
+            for j, ahead in layers[position:position + PARALLEL_DOWNLOADS]:
+                if j not in downloads and not ahead.is_foreign:
+                    downloads[j] = Prefetch(functools.partial(client.open_blob, ref,
+                                                              ahead.digest, ahead.size))
+            if progress is not None:
+                progress(where)
+            tree.apply(_read_verified(downloads.pop(i), expected[i], store, where), where)
+    finally:
+        for download in downloads.values():
+            download.close()
     return tree, config
 
 
-def _read_verified(client: RegistryClient, ref: ImageRef, digest: str, size: int,
-                   diff_id: str, store: Store, where: str):
-    blob = client.open_blob(ref, digest, size)
+def _read_verified(blob: Prefetch, diff_id: str, store: Store, where: str):
     stream = LayerStream(blob, where)
     try:
         changes = read_layer(stream, store, where)

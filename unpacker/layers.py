@@ -4,20 +4,24 @@ The compression is sniffed from magic bytes (gzip ``1f 8b``, zstd ``28 b5 2f fd`
 plain tar), not trusted from the media type. The diff_id is the sha256 of the whole
 uncompressed stream, so ``drain()`` reads on past the tar end marker to EOF (``tarfile``
 stops at the marker). Download, blob hashing, inflating and diff_id hashing run in one
-worker thread (``zlib`` and ``hashlib`` release the GIL), so they overlap with parsing the
-tar and storing files on the caller's side.
+worker thread (the inflater and ``hashlib`` release the GIL), so they overlap with parsing
+the tar and storing files on the caller's side. gzip is inflated with the fastest
+zlib-compatible inflater installed (ISA-L, about twice zlib's speed).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import queue
 import threading
-import zlib
+from collections.abc import Callable
 from typing import BinaryIO
 
 import zstandard
+
+from cvmfs_publisher.cvmfs.compression import inflate_errors, inflater
 
 from .errors import UnsafeLayer
 
@@ -25,6 +29,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 BLOCK = 1 << 20
 QUEUE_BLOCKS = 8
+PREFETCH_BYTES = 64 << 20  # compressed bytes one layer downloads ahead of its reader
 
 
 def _decoded_blocks(source: BinaryIO, where: str):
@@ -47,17 +52,18 @@ def _decoded_blocks(source: BinaryIO, where: str):
 
 
 def _gunzip(head: bytes, source: BinaryIO, where: str):
-    """Inflate concatenated gzip members, as ``gzip`` and Go's reader do."""
-    inflater = zlib.decompressobj(wbits=31)
+    """Inflate concatenated gzip members, as ``gzip`` and Go's reader do, in pieces of at
+    most ``BLOCK`` bytes (``max_length``), so a small bomb costs no memory."""
+    stream = inflater().decompressobj(wbits=31)
     data = head
     try:
         while True:
-            if data:
-                out = inflater.decompress(data)
-                if out:
-                    yield out
-            if inflater.eof:
-                rest = inflater.unused_data
+            out = stream.decompress(data, BLOCK)
+            data = stream.unconsumed_tail
+            if out:
+                yield out
+            if stream.eof:
+                rest = stream.unused_data
                 if not rest:
                     rest = source.read(BLOCK)
                 if not rest:
@@ -67,13 +73,13 @@ def _gunzip(head: bytes, source: BinaryIO, where: str):
                         raise UnsafeLayer(f"{where}: data after the end of the gzip stream")
                     _drain_zeros(source, where)
                     return
-                inflater = zlib.decompressobj(wbits=31)
+                stream = inflater().decompressobj(wbits=31)
                 data = rest
-                continue
-            data = source.read(BLOCK)
-            if not data:
-                raise UnsafeLayer(f"{where}: gzip stream ends early")
-    except zlib.error as exc:
+            elif not data and len(out) < BLOCK:  # all output taken: more input
+                data = source.read(BLOCK)
+                if not data:
+                    raise UnsafeLayer(f"{where}: gzip stream ends early")
+    except inflate_errors() as exc:
         raise UnsafeLayer(f"{where}: broken gzip stream ({exc})") from None
 
 
@@ -191,5 +197,75 @@ class LayerStream(io.RawIOBase):
 
     def close(self) -> None:
         self._stop.set()
+        self._thread.join(timeout=5)
+        super().close()
+
+
+class Prefetch(io.RawIOBase):
+    """A blob downloading in its own thread into at most ``limit`` bytes of memory, so the
+    layers of an image download side by side while the first is being applied.
+
+    ``opener`` opens the blob (in the thread); reads take what has arrived, and an error of
+    the download (a digest mismatch at its end) surfaces on the read that reaches it.
+    Nothing goes to disk.
+    """
+
+    def __init__(self, opener: Callable[[], BinaryIO], limit: int = PREFETCH_BYTES) -> None:
+        super().__init__()
+        self.limit = limit
+        self._blocks: collections.deque[memoryview] = collections.deque()
+        self._held = 0
+        self._error: BaseException | None = None
+        self._done = self._stop = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._work, args=(opener,), daemon=True,
+                                        name="unpack-download")
+        self._thread.start()
+
+    def _work(self, opener: Callable[[], BinaryIO]) -> None:
+        try:
+            with opener() as source:
+                while block := source.read(BLOCK):
+                    with self._cond:
+                        while self._held >= self.limit and not self._stop:
+                            self._cond.wait()
+                        if self._stop:
+                            return
+                        self._blocks.append(memoryview(block))
+                        self._held += len(block)
+                        self._cond.notify_all()
+        except BaseException as exc:  # handed to the reading thread
+            self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        with self._cond:
+            while not self._blocks and not self._done:
+                self._cond.wait()
+            if not self._blocks:
+                if self._error is not None:
+                    raise self._error
+                return 0
+            block = self._blocks[0]
+            n = min(len(buffer), len(block))
+            buffer[:n] = block[:n]
+            if n == len(block):
+                self._blocks.popleft()
+            else:
+                self._blocks[0] = block[n:]
+            self._held -= n
+            self._cond.notify_all()
+            return n
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
         self._thread.join(timeout=5)
         super().close()

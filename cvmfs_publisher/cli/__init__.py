@@ -1,70 +1,141 @@
-"""The ``cvmfs-publisher`` command: thin click commands over the library."""
+"""The ``cvmfs-publisher`` command: thin click commands over the library.
+
+Commands load on demand: ``--help`` lists them from ``COMMANDS`` below without importing
+any of their modules, and a command imports only what it uses, so ``--help``, ``ls`` and
+``cat`` start in a fraction of the time the whole toolkit takes to import.
+"""
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import click
 
 from .. import __version__
 from ..errors import PublisherError, VerificationFailed
-from . import (
-    bootstrap,
-    browse,
-    history,
-    publish,
-    release,
-    replicate,
-    repo,
-    serve,
-    unpack,
-    verify,
-    watch,
-)
-from .common import State
-from .output import printable, stderr
+from .output import stderr
+
+# name -> (module in this package, attribute, first paragraph of its help). The help text
+# is the command's own (tests/test_startup.py compares them), kept here so listing the
+# commands imports nothing.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "bootstrap": ("bootstrap", "bootstrap", "Set up a personal Stratum 0 on HOST: write an "
+                                            "Ansible inventory from a few answers and run "
+                                            "stratum0_playbooks/ (native-publisher.yml or "
+                                            "classic-stratum0.yml)."),
+    "cat": ("browse", "cat", "Write a file's content to stdout (every object hash-checked)."),
+    "check-whitelist": ("repo", "check_whitelist", "For monitoring: exit 1 when the whitelist "
+                                                   "expires within --within (or has expired), 0 "
+                                                   "otherwise. Reads the repository as 'verify' "
+                                                   "does, every signature checked."),
+    "ci": ("release", "ci", "Publishing from CI jobs and git hooks (release tags and nightlies)."),
+    "client-config": ("repo", "client_config", "Print a CVMFS client configuration for the "
+                                               "repository, and the public key path."),
+    "diff": ("history", "diff", "List paths added (A), removed (D) and changed (M) from OLD to "
+                                "NEW (tags or revisions)."),
+    "gc": ("history", "gc", "Delete objects that no kept revision uses: the current one, named "
+                            "tags, and recent ones."),
+    "info": ("status", "info", "Where one repository stands: revision, tags, objects, storage, "
+                               "lock, whitelist."),
+    "init": ("repo", "init", "Create repository NAME: keys, whitelist and an empty signed "
+                             "revision 0."),
+    "list": ("status", "list_command", "The configured repositories: backend, storage, current "
+                                       "revision and last publish."),
+    "ls": ("browse", "ls", "List a directory of the repository (what a mounted client would "
+                           "show)."),
+    "publish": ("publish", "publish", "Publish directory, file or tarball SRC (.tar, .tar.gz, "
+                                      ".tar.zst) at --path, or several changes (--add, --remove, "
+                                      "--changes) in one revision."),
+    "release": ("release", "release", "Publish tarball ARTIFACT at --path if signed by a key "
+                                      "trusted for that path."),
+    "replica-gc": ("replicate", "replica_gc_command", "Delete the objects of a replica (Stratum "
+                                                      "1 root ROOT) that no kept revision uses."),
+    "replicate": ("replicate", "replicate", "Make or update a replica (Stratum 1) of the "
+                                            "repository at SOURCE (URL or directory)."),
+    "resign": ("repo", "resign", "Renew the whitelist (it expires after 30 days; run this weekly "
+                                 "from cron)."),
+    "rm": ("publish", "rm", "Remove paths (and everything below them) in one new revision."),
+    "rollback": ("history", "rollback", "Publish a new revision whose content equals TAG "
+                                        "(default: trunk-previous, the revision before the "
+                                        "current one)."),
+    "serve": ("serve", "serve", "Serve repositories at http://HOST:PORT/cvmfs/<name>/ until "
+                                "interrupted."),
+    "tag": ("history", "tag", "Name revisions (add) or remove names (rm); list them with 'tags'."),
+    "tags": ("browse", "tags", "List the named revisions (tags) of the repository."),
+    "trust": ("release", "trust", "Which GPG keys may publish releases under which paths of a "
+                                  "repository."),
+    "unlock": ("repo", "unlock", "Break a stale publish lock left by a publisher that died (S3 "
+                                 "leases)."),
+    "unpack": ("unpack", "unpack", "Unpack the images of WISHLIST (and/or --image) that changed, "
+                                   "and publish them."),
+    "unpack-gc": ("unpack", "unpack_gc", "Remove images no longer wished for (after the grace "
+                                         "period) and their flat trees."),
+    "verify": ("verify", "verify_command", "Check signatures, whitelist, every catalog, counter "
+                                           "and object; exit 1 on any problem."),
+    "watch": ("watch", "watch", "Publish a drop area (a folder or a bucket) at --path whenever "
+                                "it settles; runs until stopped (SIGTERM abandons a publish "
+                                "cleanly). Files still being written wait."),
+    "watch-status": ("watch", "watch_status", "Each drop area of REPO: last publish, pending "
+                                              "changes, last error."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose commands are imported when used, and listed without importing them."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        module, attribute, _ = COMMANDS[cmd_name]
+        # __import__, not importlib.import_module: -X importtime reports only the former
+        loaded = __import__(f"{__name__}.{module}", fromlist=[attribute])
+        command = getattr(loaded, attribute)
+        self.commands[cmd_name] = command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            # a stand-in with the same help shortens it exactly as the command would
+            command = self.commands.get(name) or click.Command(name, help=COMMANDS[name][2])
+            rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="cvmfs-publisher")
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               envvar="CVMFS_PUBLISHER_CONFIG", metavar="FILE",
-              help="Config file [default: $XDG_CONFIG_HOME/cvmfs-publisher/config.yaml].")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+              help="Config file [default: $XDG_CONFIG_HOME/cvmfs-publisher/config.yaml]; "
+                   "it must exist, except for 'init', which creates it.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug, with the "
+              "messages of the libraries used).")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     """Publish signed, transactional CernVM-FS repositories without a cvmfs_server host.
 
     Start with 'init', publish with 'publish', check with 'verify', serve with 'serve'.
+    Commands that take --repo use $CVMFS_PUBLISHER_REPO or the config's
+    default_repository when it is not given.
     """
-    level = logging.WARNING - 10 * min(verbose, 2)
-    handler = CurrentStderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    ctx.obj = State(config_path, verbose)
+    from .common import State
+    from .logs import setup_logging
 
-
-class CurrentStderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is when a record arrives, not at setup time.
-
-    Log messages quote names from repositories and archives: escaped like all output.
-    """
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        shown = logging.makeLogRecord(record.__dict__)
-        shown.msg, shown.args = printable(record.getMessage()), None
-        super().emit(shown)
-
-
-for module in (repo, publish, release, browse, history, verify, serve, unpack, watch,
-               bootstrap, replicate):
-    for command in module.COMMANDS:
-        cli.add_command(command)
+    setup_logging(verbose)
+    ctx.obj = State(config_path, verbose, creating=ctx.invoked_subcommand == "init")
 
 
 class Terminated(BaseException):
@@ -89,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: library errors become one line on stderr and an exit code."""
     previous = install_signal_handlers()
     try:
-        return _run(argv)
+        with warnings.catch_warnings():
+            return _run(argv)
     finally:
+        if "logging" in sys.modules:  # imported once a command ran (not for --help)
+            sys.modules["logging"].captureWarnings(False)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
 

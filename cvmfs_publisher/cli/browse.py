@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from ..cvmfs.names import normalize_path
-from ..engine.views import client_view
 from .common import State, json_option, parse_when, pass_state, read_options
 from .output import emit_json, table
 
@@ -31,6 +30,8 @@ def _as_of_option(func):  # type: ignore[no-untyped-def]
 def ls(state: State, path: str, recursive: bool, with_hash: bool, as_of: str | None,
        as_json: bool, repo: str, keys: tuple[Path, ...], fqrn: str | None) -> None:
     """List a directory of the repository (what a mounted client would show)."""
+    from ..engine.views import client_view
+
     reader = state.repository(repo, keys, fqrn).reader(parse_when(as_of))
     path = normalize_path(path)
     try:

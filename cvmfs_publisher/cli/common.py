@@ -1,4 +1,8 @@
-"""What every command shares: the loaded config, repository resolution, common options."""
+"""What every command shares: the loaded config, repository resolution, common options.
+
+Imports of the library happen inside the functions that need them: this module is loaded
+by every command, and ``--help`` or ``ls`` must not pay for what ``publish`` uses.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +10,111 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..config import Config
-from ..engine.repository import NativeRepository
 from ..errors import UsageError
-from ..publisher import Publisher
-from ..repositories import open_publisher, open_reader
+
+if TYPE_CHECKING:
+    from ..config import Config, RepositoryConfig
+    from ..engine.repository import NativeRepository
+    from ..publisher import Publisher
 
 F = TypeVar("F", bound=Callable[..., Any])
+REPO_ENV = "CVMFS_PUBLISHER_REPO"
 
 
 @dataclass
 class State:
     config_path: Path | None
     verbose: int = 0
+    creating: bool = False  # 'init': a --config file that does not exist yet is made
     _config: Config | None = None
 
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = Config.load(self.config_path)
+            from ..config import Config
+
+            self._config = Config.load(self.config_path, must_exist=(
+                self.config_path is not None and not self.creating))
         return self._config
 
     def repository(self, spec: str, keys: tuple[Path, ...] = (), fqrn: str | None = None
                    ) -> NativeRepository:
         """Any repository to read: a configured name, a directory or a URL."""
+        from ..repositories import open_reader
+
         return open_reader(spec, self.config, keys=list(keys), fqrn=fqrn)
 
-    def publisher(self, name: str, **overrides: Any) -> Publisher:
+    def configured(self, name: str) -> RepositoryConfig:
         """A repository we write to: it must be in the config."""
-        return open_publisher(self.config.get(name), **overrides)
+        from ..repositories import configured
+
+        return configured(self.config, name)
+
+    def publisher(self, name: str, **overrides: Any) -> Publisher:
+        from ..repositories import open_publisher
+
+        return open_publisher(self.configured(name), **overrides)
+
+    def default_repository(self) -> str:
+        """``$CVMFS_PUBLISHER_REPO``, else the config's ``default_repository``."""
+        name = self.config.default_name()
+        if not name:
+            raise UsageError(f"no repository given: use --repo NAME, or set {REPO_ENV} or "
+                             f"default_repository in {self.config.path}")
+        return name
 
 
 pass_state = click.make_pass_decorator(State)
 
 
+def default_repo(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """An omitted --repo is the default repository (resolved only when needed)."""
+    if value:
+        return value
+    state = ctx.find_object(State)
+    if state is None:
+        state = State(None)
+    name = state.default_repository()
+    return (name,) if isinstance(value, tuple) else name
+
+
+def _complete_repos(ctx: click.Context, _param: click.Parameter, incomplete: str
+                    ) -> list[str]:
+    """Shell completion: the configured repository names."""
+    from ..config import Config
+    from ..errors import PublisherError
+
+    root = ctx.find_root()
+    path = root.params.get("config_path") if root is not None else None
+    try:
+        names = Config.load(path).repositories
+    except PublisherError:
+        return []
+    return sorted(name for name in names if name.startswith(incomplete))
+
+
+_DEFAULT_HELP = f" [default: ${REPO_ENV}, else default_repository in the config]"
+
+
+def configured_repo_option(func: F) -> F:
+    """``--repo NAME``: a configured repository (commands that write need its keys)."""
+    return click.option("--repo", "-r", "repo", metavar="NAME", callback=default_repo,
+                        shell_complete=_complete_repos,
+                        help="Configured repository." + _DEFAULT_HELP)(func)
+
+
 def repo_option(required: bool = True) -> Callable[[F], F]:
-    return click.option("--repo", "-r", "repo", required=required, metavar="NAME|DIR|URL",
-                        help="Configured repository name, repository directory or http(s) URL.")
+    """``--repo NAME|DIR|URL``: any repository to read; ``required`` False: may be omitted
+    even without a default repository."""
+    return click.option("--repo", "-r", "repo", metavar="NAME|DIR|URL",
+                        callback=default_repo if required else None,
+                        shell_complete=_complete_repos,
+                        help="Configured repository name, repository directory or http(s) "
+                             "URL." + (_DEFAULT_HELP if required else ""))
 
 
 def read_options(func: F) -> F:
@@ -58,6 +126,15 @@ def read_options(func: F) -> F:
                         dir_okay=False), metavar="FILE.pub",
                         help="Master public key to trust (repeatable).")(func)
     return repo_option()(func)
+
+
+def compression_option(func: F) -> F:
+    """``--compression``: the preset of this run's new objects (``cvmfs.compression``)."""
+    return click.option(
+        "--compression", type=click.Choice(["zlib", "balanced", "fast"]),
+        help="Object compressor: zlib (upstream's bytes), balanced (libdeflate, ~2.5x zlib's "
+             "speed) or fast (ISA-L, ~10x, objects ~10% larger) [default: the config's, "
+             "else balanced].")(func)
 
 
 def json_option(func: F) -> F:

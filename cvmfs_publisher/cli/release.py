@@ -16,14 +16,11 @@ from ..errors import SourceError
 from ..releases.artifacts import release_artifact
 from ..releases.provenance import Provenance
 from ..repositories import trust_store
-from .common import State, json_option, pass_state
+from .common import State, configured_repo_option, json_option, pass_state
 from .output import PublishProgress, emit_json, stdout
 from .publish import report
 
-
-def _repo_option(func):  # type: ignore[no-untyped-def]
-    return click.option("--repo", "-r", required=True, metavar="NAME",
-                        help="Configured repository.")(func)
+_repo_option = configured_repo_option
 
 
 @click.group()
@@ -42,7 +39,7 @@ def trust() -> None:
 def trust_add(state: State, key_file: Path, paths: tuple[str, ...], repo: str,
               as_json: bool) -> None:
     """Trust the public key(s) in KEY_FILE (armored) for --path; expired or revoked refused."""
-    added = trust_store(state.config.get(repo)).add(key_file, list(paths))
+    added = trust_store(state.configured(repo)).add(key_file, list(paths))
     if as_json:
         emit_json([asdict(k) for k in added])
         return
@@ -57,7 +54,7 @@ def trust_add(state: State, key_file: Path, paths: tuple[str, ...], repo: str,
 @pass_state
 def trust_list(state: State, repo: str, as_json: bool) -> None:
     """Trusted keys and the paths each may publish under."""
-    keys = trust_store(state.config.get(repo)).keys()
+    keys = trust_store(state.configured(repo)).keys()
     if as_json:
         emit_json([asdict(k) for k in keys])
         return
@@ -71,7 +68,7 @@ def trust_list(state: State, repo: str, as_json: bool) -> None:
 @pass_state
 def trust_rm(state: State, fingerprint: str, repo: str) -> None:
     """Stop trusting a key (by full fingerprint, or at least its last 16 hex digits)."""
-    removed = trust_store(state.config.get(repo)).remove(fingerprint)
+    removed = trust_store(state.configured(repo)).remove(fingerprint)
     stdout.print(f"no longer trusted: {removed.fingerprint}")
 
 
@@ -94,7 +91,7 @@ def release(state: State, artifact: Path, signature: Path, target: str, sha256: 
             tag: str | None, message: str, source: str | None, force: bool, wait: bool,
             repo: str, as_json: bool) -> None:
     """Publish tarball ARTIFACT at --path if signed by a key trusted for that path."""
-    configured = state.config.get(repo)
+    configured = state.configured(repo)
     with PublishProgress(None, None, not as_json) as bar:
         done = release_artifact(state.publisher(repo), trust_store(configured), artifact,
                                 signature, target, sha256=sha256, tag=tag, message=message,
@@ -161,7 +158,7 @@ def ci_publish(state: State, artifact: Path, project: str, release_pattern: str,
     rules = _rules(project, release_pattern, path_template, no_nightly, nightly_name, dated,
                    keep_nightlies)
     chosen = plan(env, rules)
-    job = CiPublish(state.publisher(repo), trust_store(state.config.get(repo)), env, rules,
+    job = CiPublish(state.publisher(repo), trust_store(state.configured(repo)), env, rules,
                     git_dir, require_signed_tag, force, message)
     _run(job, artifact, chosen, as_json)
 
@@ -196,7 +193,7 @@ def post_receive(state: State, project: str, release_pattern: str, path_template
     rules = _rules(project, release_pattern, path_template, no_nightly, nightly_name, dated,
                    keep_nightlies, allow_unprotected=True)
     head = _git(git_dir, "symbolic-ref", "--short", "HEAD").strip()
-    publisher, store = state.publisher(repo), trust_store(state.config.get(repo))
+    publisher, store = state.publisher(repo), trust_store(state.configured(repo))
     for _old, new, ref in ref_updates(sys.stdin):
         if set(new) == {"0"}:
             continue  # a deleted ref publishes nothing

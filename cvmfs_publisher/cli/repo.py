@@ -18,7 +18,15 @@ from ..repositories import (
     open_directory_publisher,
     register_repository,
 )
-from .common import State, json_option, pass_state
+from .common import (
+    State,
+    compression_option,
+    configured_repo_option,
+    default_repo,
+    json_option,
+    pass_state,
+    read_options,
+)
 from .output import emit_json, stdout
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,7 @@ log = logging.getLogger(__name__)
 @click.option("--gateway", is_flag=True, help="cvmfs_server backend: the repository "
               "publishes through a gateway; lease only the changed subtree.")
 @click.option("--owner", metavar="UID:GID", help="Publish every file with this owner.")
+@compression_option
 @click.option("--compression-level", type=click.IntRange(1, 9), help="zlib level [default: 6].")
 @click.option("--whitelist-days", type=click.IntRange(1, 3650), help="Whitelist validity "
               "[default: 30].")
@@ -58,7 +67,8 @@ log = logging.getLogger(__name__)
 def init(state: State, name: str, storage: str | None, keys_dir: Path | None, backend: str,
          server_command: str | None, mount_root: str | None, spool_root: str | None,
          gateway: bool,
-         owner: str | None, compression_level: int | None, whitelist_days: int | None,
+         owner: str | None, compression: str | None, compression_level: int | None,
+         whitelist_days: int | None,
          endpoint: str | None, region: str | None, s3_options: tuple[str, ...],
          as_json: bool) -> None:
     """Create repository NAME: keys, whitelist and an empty signed revision 0.
@@ -71,7 +81,8 @@ def init(state: State, name: str, storage: str | None, keys_dir: Path | None, ba
         ("backend", backend if classic else None), ("command", server_command),
         ("mount_root", mount_root), ("spool_root", spool_root), ("gateway", gateway or None),
         ("owner", owner),
-        ("compression_level", compression_level), ("whitelist_days", whitelist_days),
+        ("compression", compression), ("compression_level", compression_level),
+        ("whitelist_days", whitelist_days),
     ) if v is not None}
     if not classic and (server_command or mount_root or spool_root or gateway):
         raise ConfigError("--command, --mount-root, --spool-root and --gateway apply to "
@@ -123,7 +134,9 @@ def _key_values(items: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command()
-@click.option("--repo", "-r", required=True, metavar="NAME|DIR", help="Repository to re-sign.")
+@click.option("--repo", "-r", metavar="NAME|DIR", callback=default_repo,
+              help="Repository to re-sign: a configured name, or a directory with --keys and "
+                   "--fqrn [default: $CVMFS_PUBLISHER_REPO, else default_repository].")
 @click.option("--keys", "keys_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Key directory holding <fqrn>.masterkey (for an unconfigured directory).")
 @click.option("--fqrn", metavar="NAME", help="Repository name (for an unconfigured directory).")
@@ -136,8 +149,8 @@ def _key_values(items: tuple[str, ...]) -> dict[str, str]:
 def resign(state: State, repo: str, keys_dir: Path | None, fqrn: str | None,
            days: int | None, within: str | None, as_json: bool) -> None:
     """Renew the whitelist (it expires after 30 days; run this weekly from cron)."""
-    if repo in state.config.repositories:
-        publisher = state.publisher(repo)
+    if repo in state.config.repositories or not Path(repo).is_dir():
+        publisher = state.publisher(repo)  # not a directory: says what the name may be
     else:
         if keys_dir is None or fqrn is None:
             raise ConfigError(f"{repo} is not configured: give --keys and --fqrn")
@@ -164,7 +177,7 @@ def resign(state: State, repo: str, keys_dir: Path | None, fqrn: str | None,
 
 
 @click.command("client-config")
-@click.option("--repo", "-r", required=True, metavar="NAME", help="Configured repository.")
+@configured_repo_option
 @click.option("--url", metavar="URL", help="Server URL clients use [default: the storage's "
               "public URL, else http://HOST:8000/cvmfs/<name> for 'serve'].")
 @pass_state
@@ -183,7 +196,7 @@ def client_config(state: State, repo: str, url: str | None) -> None:
 
 
 @click.command()
-@click.option("--repo", "-r", required=True, metavar="NAME", help="Configured repository.")
+@configured_repo_option
 @click.option("--force", is_flag=True, required=True, help="Really break the lock.")
 @pass_state
 def unlock(state: State, repo: str, force: bool) -> None:
@@ -200,11 +213,7 @@ def unlock(state: State, repo: str, force: bool) -> None:
 @click.command("check-whitelist")
 @click.option("--within", default="7d", show_default=True, metavar="DURATION",
               help="Fail when the whitelist expires within this long (7d, 12h, ...).")
-@click.option("--repo", "-r", required=True, metavar="NAME|DIR|URL",
-              help="Configured repository name, repository directory or http(s) URL.")
-@click.option("--key", "keys", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
-              metavar="FILE.pub", help="Master public key to trust (repeatable).")
-@click.option("--fqrn", metavar="NAME", help="Expected repository name.")
+@read_options
 @json_option
 @pass_state
 def check_whitelist(state: State, within: str, repo: str, keys: tuple[Path, ...],

@@ -10,13 +10,19 @@ from pathlib import Path
 import click
 
 from ..values import parse_duration
-from .common import State, json_option, pass_state
+from .common import (
+    State,
+    compression_option,
+    configured_repo_option,
+    json_option,
+    pass_state,
+)
 from .output import emit_json, stderr, stdout
 
 
 @click.command()
 @click.argument("wishlist", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--repo", "-r", required=True, metavar="NAME", help="Configured repository.")
+@configured_repo_option
 @click.option("--image", "images", multiple=True, metavar="REF",
               help="An image to unpack, e.g. registry.example.org/group/app:1.2 (repeatable).")
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]|all",
@@ -32,6 +38,7 @@ from .output import emit_json, stderr, stdout
 @click.option("--loop", is_flag=True, help="Keep syncing until interrupted.")
 @click.option("--interval", default="5m", show_default=True, help="Pause between --loop runs.")
 @click.option("--force", is_flag=True, help="Convert again even when nothing changed.")
+@compression_option
 @click.option("--compression-level", type=click.IntRange(1, 9),
               help="zlib level for image content (1 is ~3x faster, objects ~10% larger).")
 @json_option
@@ -39,11 +46,13 @@ from .output import emit_json, stderr, stdout
 def unpack(state: State, wishlist: Path | None, repo: str, images: tuple[str, ...],
            platforms: tuple[str, ...], insecure: tuple[str, ...], from_docker: bool,
            docker_url: str | None, auth_file: Path | None, loop: bool, interval: str,
-           force: bool, compression_level: int | None, as_json: bool) -> None:
+           force: bool, compression: str | None, compression_level: int | None,
+           as_json: bool) -> None:
     """Unpack the images of WISHLIST (and/or --image) that changed, and publish them."""
     from unpacker.runs import run_docker_unpack, run_unpack
 
-    publisher = state.publisher(repo, compression_level=compression_level)
+    publisher = state.publisher(repo, compression=compression,
+                                compression_level=compression_level)
     progress = None if as_json else _progress
     if from_docker:
         report = run_docker_unpack(publisher, list(images), base_url=docker_url, force=force,
@@ -89,7 +98,7 @@ def _stop_on_signals() -> threading.Event:
 
 
 @click.command("unpack-gc")
-@click.option("--repo", "-r", required=True, metavar="NAME", help="Configured repository.")
+@configured_repo_option
 @click.option("--grace", default="7d", show_default=True,
               help="Keep images unwished for less than this (7d, 12h, ...).")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import click
 
 from ..errors import VerificationFailed
 from .common import State, json_option, parse_when, pass_state, read_options
-from .output import emit_json, human_bytes, stderr, stdout
+from .output import WorkProgress, emit_json, human_bytes, stderr, stdout
+
+WHITELIST_WARN = dt.timedelta(days=7)
 
 
 @click.command("verify")
@@ -17,19 +20,28 @@ from .output import emit_json, human_bytes, stderr, stdout
               "(an old snapshot), e.g. 2026-12-01 or 2026-12-01T12:00.")
 @click.option("--no-data", is_flag=True, help="Only check that objects exist; do not download "
               "and re-hash them.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
 @json_option
 @read_options
 @pass_state
-def verify_command(state: State, as_of: str | None, no_data: bool, as_json: bool, repo: str,
-                   keys: tuple[Path, ...], fqrn: str | None) -> None:
+def verify_command(state: State, as_of: str | None, no_data: bool, no_progress: bool,
+                   as_json: bool, repo: str, keys: tuple[Path, ...], fqrn: str | None) -> None:
     """Check signatures, whitelist, every catalog, counter and object; exit 1 on any problem."""
-    repository = state.repository(repo, keys, fqrn)
-    report = repository.verify(parse_when(as_of), check_data=not no_data)
+    from ..repositories import observed
+
+    when = parse_when(as_of)
+    with WorkProgress("verifying", not (no_progress or as_json)) as bar, \
+            observed(bar.on_read, bar.on_list, bar.on_delete):
+        repository = state.repository(repo, keys, fqrn)
+        report = repository.verify(when, check_data=not no_data)
+    expiring = _whitelist_warning(repository, when) if report.ok else None
     if as_json:
-        emit_json({"ok": report.ok, **asdict(report)})
+        emit_json({"ok": report.ok, **asdict(report), "whitelist_warning": expiring})
     else:
         for warning in report.warnings:
             stderr.print(f"warning: {warning}", markup=False)
+        if expiring:
+            stderr.print(f"warning: {expiring}")
         for problem in report.problems:
             stdout.print(f"problem: {problem}", markup=False)
         summary = (f"{report.fqrn or repo} revision {report.revision}: {report.catalogs} "
@@ -43,4 +55,15 @@ def verify_command(state: State, as_of: str | None, no_data: bool, as_json: bool
         raise VerificationFailed(report.problems)
 
 
-COMMANDS = (verify_command,)
+def _whitelist_warning(repository, when: dt.datetime | None) -> str | None:  # type: ignore[no-untyped-def]
+    """'the whitelist of X expires on ...' when that is within 7 days of ``when`` (now)."""
+    moment = when or dt.datetime.now(dt.UTC)
+    head = repository.head(when)
+    left = head.whitelist.expires - moment
+    if left >= WHITELIST_WARN:
+        return None
+    days = left.total_seconds() / 86400
+    return (f"the whitelist of {head.manifest.fqrn} expires on "
+            f"{head.whitelist.expires:%Y-%m-%d %H:%M} UTC, in {days:.1f} days: run "
+            f"'cvmfs-publisher resign --repo {head.manifest.fqrn}' (or let a timer run "
+            "'resign --if-expiring-within 7d')")

@@ -14,7 +14,7 @@ from ..watch.area import AreaSync, SyncResult
 from ..watch.areas import AreaSpec, check_grants, load_areas
 from ..watch.runner import Watcher, WatchSettings
 from ..watch.state import statuses
-from .common import State, json_option, pass_state
+from .common import State, configured_repo_option, json_option, pass_state
 from .output import emit_json, human_bytes, stderr, stdout, table
 
 
@@ -94,7 +94,7 @@ def _report(area: AreaSync, result: SyncResult | None, error: str) -> None:
 
 
 @click.command("watch-status")
-@click.option("--repo", "-r", required=True, metavar="NAME", help="Configured repository.")
+@configured_repo_option
 @json_option
 @pass_state
 def watch_status(state: State, repo: str, as_json: bool) -> None:

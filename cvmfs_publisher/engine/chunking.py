@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy takes a tenth of a second to import: loaded when first chunking
+    import numpy as np
 
 MAGIC = 0x7FFFFFFF
 WINDOW = 32
@@ -41,6 +43,8 @@ class ChunkPolicy:
 
 def _candidates(window: memoryview, threshold: int) -> np.ndarray:
     """Indices ``i >= 31`` of ``window`` whose 32-byte window ending at ``i`` is a cut mark."""
+    import numpy as np
+
     x = np.frombuffer(window, dtype=np.uint8).astype(np.uint32)
     shift = 1
     while shift < WINDOW:

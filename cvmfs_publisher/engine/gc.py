@@ -1,7 +1,8 @@
 """Garbage collection: delete objects no kept revision can reach.
 
 Kept: the current revision, every revision a named tag points at, the last
-``keep_revisions`` revisions and those published at or after ``keep_since``. Automatic
+``keep_revisions`` revisions and those published at or after ``keep_since``; the plan
+says, for each kept revision, why (``GcPlan.kept``). Automatic
 ``generic-*`` tags do not protect a revision (they would keep everything, which upstream
 warns about too); they are dropped together with the revisions they name.
 
@@ -36,48 +37,76 @@ class GcPlan:
     garbage: list[str] = field(default_factory=list)
     garbage_bytes: int = 0
     reachable: int = 0
+    # every kept revision, newest first: {"revision", "root_hash", "timestamp", "reasons"},
+    # reasons such as "current", "one of the latest 2", "published since ...", "tag stable"
+    kept: list[dict] = field(default_factory=list)
 
 
 def plan(reader: RepositoryReader, storage: Storage, keep_revisions: int,
          keep_since: dt.datetime | None) -> GcPlan:
     """What garbage collection would delete; nothing is changed."""
-    roots, numbers = revisions_to_keep(reader, keep_revisions, keep_since)
+    reasons: dict[ContentHash, dict] = {}
+    roots, numbers = revisions_to_keep(reader, keep_revisions, keep_since, reasons)
     history = reader.history()
     tags = history.tags() if history is not None else []
     if history is not None:
         history.conn.close()
     dropped = []
     for tag in tags:
-        if tag.root_hash in roots:
-            continue
         if tag.name.startswith(GENERIC_PREFIXES):
-            dropped.append(tag.name)
-        else:
-            roots.add(tag.root_hash)
+            if tag.root_hash not in roots:
+                dropped.append(tag.name)
+            continue
+        roots.add(tag.root_hash)
+        kept = reasons.setdefault(tag.root_hash, _kept(tag.root_hash, tag.revision,
+                                                       tag.timestamp))
+        kept["reasons"].append(f"tag {tag.name}")
     reachable = reachable_keys(reader.catalog, roots)
     reachable.update(key for key, _ in head_objects(reader.manifest))
     garbage = sweep_candidates(storage, reachable)
     return GcPlan(sorted(numbers), dropped, [key for key, _ in garbage],
-                  sum(max(size, 0) for _, size in garbage), len(reachable))
+                  sum(max(size, 0) for _, size in garbage), len(reachable),
+                  sorted(reasons.values(), key=lambda k: k["revision"], reverse=True))
+
+
+def _kept(root: ContentHash, revision: int, timestamp: int) -> dict:
+    return {"revision": revision, "root_hash": str(root), "timestamp": timestamp,
+            "reasons": []}
 
 
 def revisions_to_keep(reader: RepositoryReader, keep_revisions: int,
-                      keep_since: dt.datetime | None) -> tuple[set[ContentHash], list[int]]:
-    """Root catalogs along ``previous_revision`` from the current one that are kept."""
+                      keep_since: dt.datetime | None,
+                      reasons: dict[ContentHash, dict] | None = None
+                      ) -> tuple[set[ContentHash], list[int]]:
+    """Root catalogs along ``previous_revision`` from the current one that are kept.
+
+    ``reasons``, if given, receives for each kept root why it is kept.
+    """
     kept: set[ContentHash] = set()
     numbers: list[int] = []
     since = int(keep_since.timestamp()) if keep_since else None
     current: ContentHash | None = reader.manifest.root_catalog
     position = 0
+    latest = max(keep_revisions, 1)
     while current is not None and current.digest != bytes(20):
         try:
             catalog = reader.catalog(current)
         except FormatError:
             break  # already collected
-        if position < max(keep_revisions, 1) or (since is not None and
-                                                  catalog.last_modified >= since):
+        recent = since is not None and catalog.last_modified >= since
+        if position < latest or recent:
             kept.add(current)
             numbers.append(catalog.revision)
+            if reasons is not None:
+                why = reasons.setdefault(current, _kept(current, catalog.revision,
+                                                        catalog.last_modified))["reasons"]
+                if position == 0:
+                    why.append("current")
+                if position < latest and latest > 1:
+                    why.append(f"one of the latest {latest}")
+                if recent:
+                    assert keep_since is not None
+                    why.append(f"published since {keep_since:%Y-%m-%d %H:%M} UTC")
         elif since is None or catalog.last_modified < since:
             break
         position += 1
@@ -101,15 +130,20 @@ def sweep_candidates(storage: Storage, reachable: set[str]) -> list[tuple[str, i
     return garbage
 
 
+DELETE_BATCH = 1000  # keys per ``delete_many``: one S3 DeleteObjects request
+
+
 def delete(storage: Storage, keys: list[str], progress: Callable[[int], None] | None) -> int:
+    """Delete in batches; a batch that fails is logged and the sweep goes on."""
     done = 0
-    for key in keys:
+    for start in range(0, len(keys), DELETE_BATCH):
+        batch = keys[start:start + DELETE_BATCH]
         try:
-            storage.delete(key)
+            storage.delete_many(batch)
         except StorageError as exc:
-            log.warning("gc: could not delete %s: %s", key, exc)
+            log.warning("gc: could not delete all of %d objects: %s", len(batch), exc)
             continue
-        done += 1
+        done += len(batch)
         if progress is not None:
             progress(done)
     return done

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cvmfs.compression import DEFAULT_LEVEL
+from ..cvmfs.compression import DEFAULT_LEVEL, DEFAULT_PRESET, PRESETS
 from ..cvmfs.dirtab import RELEASE_CATALOGS
 from ..cvmfs.hashes import Algorithm
 from ..cvmfs.manifest import DEFAULT_TTL
@@ -19,7 +19,7 @@ from .chunking import ChunkPolicy
 # these ranges too. Nothing outside them makes sense: a TTL of 0 or a whitelist that expires
 # before it is published only breaks clients.
 LIMITS = {
-    "compression_level": (1, 9),  # zlib
+    "compression_level": (1, 9),  # deflate level of the zlib and balanced presets
     "ttl": (1, 86_400),  # seconds a client may cache the manifest: at most a day
     "workers": (1, 1024),
     "whitelist_days": (1, 3650),
@@ -32,6 +32,8 @@ LIMITS = {
 # hostile reference can cost. Catalogs reach hundreds of MB, chunks 16 MiB, and only files
 # published without chunking come near it.
 MAX_OBJECT_SIZE = 4 << 30
+# How objects are deflated (``cvmfs.compression``): the configuration's choices for it.
+COMPRESSION_PRESETS = PRESETS
 
 
 def default_cache_dir() -> Path:
@@ -42,7 +44,8 @@ def default_cache_dir() -> Path:
 @dataclass
 class EngineOptions:
     ttl: int = DEFAULT_TTL
-    compression_level: int = DEFAULT_LEVEL
+    compression: str = DEFAULT_PRESET  # one of COMPRESSION_PRESETS
+    compression_level: int = DEFAULT_LEVEL  # of the zlib and balanced presets
     algorithm: Algorithm = Algorithm.SHA1
     chunking: ChunkPolicy | None = field(default_factory=ChunkPolicy)
     workers: int | None = None  # default: os.cpu_count()
@@ -68,6 +71,9 @@ class EngineOptions:
                 raise ValueError(f"{name} must be from {low} to {high}, not {value}")
         if self.autocatalog_max is not None and self.autocatalog_max < self.autocatalog_min:
             raise ValueError("autocatalog_max must not be below autocatalog_min")
+        if self.compression not in COMPRESSION_PRESETS:
+            raise ValueError(f"compression must be one of {', '.join(COMPRESSION_PRESETS)}, "
+                             f"not {self.compression!r}")
 
     def scratch(self) -> tempfile.TemporaryDirectory:
         return tempfile.TemporaryDirectory(prefix="cvmfs-publisher-", dir=self.work_dir)

@@ -1,8 +1,16 @@
 """Turning file contents into stored objects: chunk, compress, hash, upload, in parallel.
 
-The caller's thread reads (streams must be consumed in order); worker threads compress,
-hash and store, since ``zlib`` and ``hashlib`` release the GIL. A byte budget bounds the
-data in flight, so memory does not grow with file size or with the number of files.
+The caller's thread reads streams (they must be consumed in order); worker threads
+compress, hash and store, since the deflate libraries and ``hashlib`` release the GIL.
+Files on disk are read by the workers too. A byte budget bounds the data in flight, so
+memory does not grow with file size or with the number of files. Small objects, once a
+publish has many, go to worker processes instead where the storage allows it
+(``procpool``): for them the interpreter lock, not compression, is the limit.
+
+Per object the storage is asked as little as possible: nothing for content the index
+knows the storage holds (verified rows, see ``content_index``), and objects smaller than
+``CHECK_BEFORE_PUT`` are put without asking first: content addressing makes a put of an
+object that exists harmless, and it costs about what the question does (a HEAD on S3).
 """
 
 from __future__ import annotations
@@ -16,13 +24,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..cvmfs.catalog import Chunk
-from ..cvmfs.compression import DEFAULT_LEVEL, Compression, encode
+from ..cvmfs.compression import DEFAULT_LEVEL, Compression, deflater, encode
 from ..cvmfs.hashes import Algorithm, ContentHash, Suffix
 from ..errors import SourceError, StorageError
 from ..storage.base import Storage
 from .chunking import READ_BLOCK, ChunkPolicy, split
-from .content_index import ContentIndex
+from .content_index import ContentIndex, KnownFile
+from .procpool import MAX_SIZE, MIN_FILES, Job, ProcessLane, Slot, Stored, read_file
 
+CHECK_BEFORE_PUT = 1 << 20
 DEFAULT_CHUNKING = ChunkPolicy()
 
 
@@ -48,26 +58,46 @@ class PipelineStats:
 
 @dataclass
 class PendingFile:
-    """A file whose objects are still being written; ``result()`` waits for them."""
+    """A file whose objects are still being written; ``result()`` waits for them.
+
+    ``known``: the result itself, for files whose objects are stored already (a Future
+    per file costs more than the rest of skipping an unchanged file).
+    """
 
     size: int  # as far as known when staged; the stored size is in the result
-    whole: Future[tuple[ContentHash, int]] | None = None
+    whole: Future[tuple[ContentHash, int]] | Slot | None = None
     pieces: list[tuple[int, int, Future[tuple[ContentHash, int]]]] = field(default_factory=list)
     compression: Compression = Compression.ZLIB
+    known: StoredFile | None = None
 
     def result(self) -> StoredFile:
+        if self.known is not None:
+            return self.known
         if self.whole is not None:
             content_hash, size = self.whole.result()
             return StoredFile(size, content_hash, (), self.compression)
         chunks = tuple(Chunk(off, n, fut.result()[0]) for off, n, fut in self.pieces)
         return StoredFile(self.size, None, chunks, self.compression)
 
+    def stored(self) -> StoredFile | None:
+        """The result if every object was stored, else None (never waits)."""
+        futures = [self.whole] if self.whole is not None else [f for _, _, f in self.pieces]
+        if all(f.done() and not f.cancelled() and f.exception() is None for f in futures):
+            return self.result()
+        return None
 
-def completed(content_hash: ContentHash, size: int) -> PendingFile:
+
+def completed(content_hash: ContentHash, size: int,
+              compression: Compression = Compression.ZLIB) -> PendingFile:
     """A file whose single object is already stored (markers, index hits)."""
-    future: Future[tuple[ContentHash, int]] = Future()
-    future.set_result((content_hash, size))
-    return PendingFile(size, future)
+    return PendingFile(size, compression=compression,
+                       known=StoredFile(size, content_hash, (), compression))
+
+
+def completed_file(known: KnownFile, size: int) -> PendingFile:
+    """A file whose objects the index knows: one object or its chunks."""
+    return PendingFile(size, compression=known.compression, known=StoredFile(
+        size, known.content_hash, known.chunks, known.compression))
 
 
 class _ByteBudget:
@@ -76,18 +106,22 @@ class _ByteBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.waiting = 0
         self.cond = threading.Condition()
 
     def acquire(self, n: int) -> None:
         with self.cond:
             while self.used and self.used + n > self.limit:
+                self.waiting += 1
                 self.cond.wait()
+                self.waiting -= 1
             self.used += n
 
     def release(self, n: int) -> None:
         with self.cond:
             self.used -= n
-            self.cond.notify_all()
+            if self.waiting:
+                self.cond.notify_all()
 
 
 class ObjectPipeline:
@@ -101,12 +135,16 @@ class ObjectPipeline:
         workers: int | None = None,
         progress: Callable[[int, int], None] | None = None,
         index: ContentIndex | None = None,
+        preset: str = "zlib",
     ) -> None:
         self.storage = storage
         self.algorithm = algorithm
         self.level = level
+        self.preset = preset
+        self.deflate = deflater(preset, level)
         self.chunking = chunking
-        self.workers = workers or os.cpu_count() or 1
+        # S3 waits on requests, not on cores: as many workers as connections
+        self.workers = workers or storage.capabilities().parallelism or os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cvmfs-obj")
         max_chunk = chunking.max_size if chunking else READ_BLOCK
         self.budget = _ByteBudget((self.workers + 2) * max(max_chunk, 8 << 20))
@@ -115,14 +153,22 @@ class ObjectPipeline:
         self.stats = PipelineStats()
         self._known: set[str] = set()
         self._lock = threading.Lock()
-        self._futures: list[Future[tuple[ContentHash, int]]] = []
+        self._futures: list[Future] = []
+        # small files in worker processes, once there are enough (see procpool)
+        self._writer = storage.object_writer()
+        self._small_files = 0
+        self._lane: ProcessLane | None = None
+        self._batches = 0  # submitted to the lane and not yet accounted for
+        self._settled = threading.Condition(self._lock)
 
     # -- storing single objects -----------------------------------------------------------
 
     def _store(self, stored: bytes, content_hash: ContentHash, suffix: Suffix) -> None:
-        """Upload unless already there: content addressing makes the check race-free."""
+        """Upload unless known to be there (content addressing makes a re-upload harmless)."""
         key = content_hash.object_key(suffix)
-        if self._present(key):
+        with self._lock:
+            known = key in self._known
+        if known or (len(stored) >= CHECK_BEFORE_PUT and self._present(key)):
             with self._lock:
                 self.stats.objects_skipped += 1
             return
@@ -132,18 +178,24 @@ class ObjectPipeline:
             self.stats.objects_written += 1
             self.stats.bytes_written += len(stored)
 
-    def _encode_and_store(self, data: bytes, suffix: Suffix,
-                          compression: Compression) -> ContentHash:
-        """Compress and upload, unless the content index knows a stored object for it."""
+    def _encode_and_store(self, data: bytes, suffix: Suffix, compression: Compression,
+                          counter: str = "objects_reused") -> ContentHash:
+        """Compress and upload, unless the content index knows a stored object for it
+        (then ``counter`` of the stats counts it)."""
         index = self.index
         if index is not None:
             raw = ContentIndex.key(data)
-            known = index.lookup(raw, compression)
-            if known is not None and self._present(known.object_key(suffix)):
-                with self._lock:
-                    self.stats.objects_reused += 1
-                return known
-        content_hash, stored = encode(data, self.algorithm, self.level, compression)
+            found = index.lookup(raw, compression)
+            if found is not None:
+                known, verified = found
+                if verified or self._present(known.object_key(suffix)):
+                    if not verified:
+                        index.remember(raw, compression, known)  # confirmed by the storage
+                    with self._lock:
+                        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+                    return known
+        content_hash, stored = encode(data, self.algorithm, self.level, compression,
+                                      self.deflate)
         self._store(stored, content_hash, suffix)
         if index is not None:
             index.remember(raw, compression, content_hash)
@@ -161,36 +213,30 @@ class ObjectPipeline:
 
     def store_now(self, data: bytes, suffix: Suffix) -> ContentHash:
         """Encode and store one object in the calling thread (catalogs, history, ...)."""
-        content_hash, stored = encode(data, self.algorithm, self.level)
-        self._store(stored, content_hash, suffix)
-        return content_hash
+        return self._encode_and_store(data, suffix, Compression.ZLIB, "objects_skipped")
 
     def _submit(self, data: bytes, suffix: Suffix, compression: Compression) -> Future:
-        return self._submit_producer(lambda: data, len(data), suffix, compression)
+        return self._run(lambda: (self._encode_and_store(data, suffix, compression), len(data)),
+                         len(data))
 
-    def _submit_producer(self, produce: Callable[[], bytes], size: int, suffix: Suffix,
-                         compression: Compression, account: bool = False) -> Future:
-        """Run produce -> encode -> store in a worker; ``size`` reserves the byte budget."""
+    def _run(self, task: Callable[[], tuple[ContentHash, int]], size: int) -> Future:
+        """Run ``task`` in a worker; ``size`` bytes of the budget are held until it ends."""
         self.budget.acquire(size)
 
-        def task() -> tuple[ContentHash, int]:
+        def run() -> tuple[ContentHash, int]:
             try:
-                data = produce()
-                content_hash = self._encode_and_store(data, suffix, compression)
-                if account:
-                    self._account(len(data))
-                return content_hash, len(data)
+                return task()
             finally:
                 self.budget.release(size)
 
-        future = self.pool.submit(task)
+        future = self.pool.submit(run)
         with self._lock:
             self._futures.append(future)
         return future
 
     # -- files ------------------------------------------------------------------------------
 
-    def add_path(self, path: Path, size_hint: int,
+    def add_path(self, path: Path | str, size_hint: int,
                  compression: Compression = Compression.ZLIB) -> PendingFile:
         """A file on disk: small ones are read by the worker that compresses them, so
         opening and reading thousands of files runs in parallel too."""
@@ -200,15 +246,92 @@ class ObjectPipeline:
                     return self.add_file(stream, size_hint, compression)
             except OSError as exc:
                 raise SourceError(f"cannot read {path}: {exc.strerror}") from None
-
-        def read() -> bytes:
-            try:
-                return path.read_bytes()
-            except OSError as exc:
-                raise SourceError(f"cannot read {path}: {exc.strerror}") from None
-
-        future = self._submit_producer(read, size_hint, Suffix.NONE, compression, account=True)
+        lane = self._lane_for(size_hint, compression)
+        if lane is not None:
+            return PendingFile(size_hint, lane.add(os.fspath(path), size_hint))
+        future = self._run(lambda: self._read_and_store(path, size_hint, compression),
+                           size_hint)
         return PendingFile(size_hint, future, compression=compression)
+
+    def _lane_for(self, size: int, compression: Compression) -> ProcessLane | None:
+        """The worker processes, for a small object once there have been enough of them."""
+        if self._writer is None or size > MAX_SIZE or compression is not Compression.ZLIB:
+            return None
+        self._small_files += 1
+        if self._lane is None and self._small_files > MIN_FILES:
+            index = self.index
+            assert self._writer is not None
+            job = Job(self._writer, self.preset, self.level, self.algorithm,
+                      str(index.file) if index is not None else None,
+                      index.generation if index is not None else 0,
+                      index is not None and index.trusted)
+            self._lane = ProcessLane(job, os.cpu_count() or 1, self._batch_stored,
+                                     self._batch_submitted)
+        return self._lane
+
+    def _batch_submitted(self, future: Future[list[Stored]]) -> None:
+        with self._lock:
+            self._futures.append(future)
+            self._batches += 1
+        future.add_done_callback(self._batch_settled)
+
+    def _batch_stored(self, results: list[Stored]) -> None:
+        """Record what a worker process stored (runs before ``_batch_settled``)."""
+        for content_hash, size, raw, written in results:
+            known = ContentHash.parse(content_hash)
+            with self._lock:
+                if written:
+                    self.stats.objects_written += 1
+                    self.stats.bytes_written += written
+                    self._known.add(known.object_key(Suffix.NONE))
+                else:
+                    self.stats.objects_reused += 1
+            if written and self.index is not None:
+                self.index.remember(raw, Compression.ZLIB, known)
+            self._account(size)
+
+    def _batch_settled(self, _future: Future) -> None:
+        with self._settled:
+            self._batches -= 1
+            self._settled.notify_all()
+
+    def _read_and_store(self, path: Path | str, size_hint: int,
+                        compression: Compression) -> tuple[ContentHash, int]:
+        data = _read(path, size_hint)
+        content_hash = self._encode_and_store(data, Suffix.NONE, compression)
+        self._account(len(data))
+        return content_hash, len(data)
+
+    def add_known(self, path: Path | str, size: int, known: KnownFile) -> PendingFile | None:
+        """A file the index knows unchanged: nothing is read unless its objects are gone.
+
+        Unverified objects are asked about first: for a single object in a worker, which
+        reads and stores the file itself if the object is gone. None: store the file anew.
+        """
+        if known.verified:
+            self._reused(len(known.chunks) or 1, size)
+            return completed_file(known, size)
+        keys = [content_hash.object_key(Suffix.PARTIAL if chunk else Suffix.NONE)
+                for content_hash, chunk in known.objects]
+        whole = known.content_hash
+        if whole is not None:
+            def check_or_store() -> tuple[ContentHash, int]:
+                if not self._present(keys[0]):
+                    return self._read_and_store(path, size, known.compression)
+                self._reused(1, size)
+                return whole, size
+
+            return PendingFile(size, self._run(check_or_store, size),
+                               compression=known.compression)
+        if not all(self._present(key) for key in keys):
+            return None
+        self._reused(len(keys), size)
+        return completed_file(known, size)
+
+    def _reused(self, objects: int, size: int) -> None:
+        with self._lock:
+            self.stats.objects_reused += objects
+        self._account(size)
 
     def add_file(
         self, stream: BinaryIO, size_hint: int, compression: Compression = Compression.ZLIB
@@ -219,6 +342,9 @@ class ObjectPipeline:
             if policy is None or size_hint <= policy.min_size:
                 # Without chunking a file is one object and must be held whole (documented).
                 data = stream.read()
+                lane = self._lane_for(len(data), compression)
+                if lane is not None:
+                    return PendingFile(len(data), lane.add(data, len(data)))
                 pending = PendingFile(len(data), self._submit(data, Suffix.NONE, compression),
                                       compression=compression)
                 self._account(len(data))
@@ -269,6 +395,8 @@ class ObjectPipeline:
 
     def drain(self) -> None:
         """Wait for every object; re-raise the first failure (e.g. a storage error)."""
+        if self._lane is not None:
+            self._lane.flush()
         with self._lock:
             futures, self._futures = self._futures, []
         error: BaseException | None = None
@@ -276,6 +404,9 @@ class ObjectPipeline:
             exc = future.exception()
             if exc is not None and error is None:
                 error = exc
+        with self._settled:
+            while self._batches:
+                self._settled.wait()
         if error is not None:
             if isinstance(error, (StorageError, SourceError)):
                 raise error
@@ -283,3 +414,8 @@ class ObjectPipeline:
 
     def close(self, cancel: bool = False) -> None:
         self.pool.shutdown(wait=True, cancel_futures=cancel)
+        if self._lane is not None:
+            self._lane.close(cancel)
+
+
+_read = read_file  # tests count reads through this name

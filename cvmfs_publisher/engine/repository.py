@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -27,16 +28,14 @@ from ..storage.base import (
     Storage,
 )
 from . import key_files
-from .catalog_tree import root_entry
-from .gc import GcPlan, delete
-from .gc import plan as gc_plan
-from .head import HeadWriter
 from .options import EngineOptions
-from .pipeline import ObjectPipeline
 from .reader import ObjectCache, RepositoryReader
-from .transaction import Transaction
 from .trust import TrustedHead, load_certificate_object, read_manifest, verify_head
-from .verify import Report, verify
+
+if TYPE_CHECKING:  # writing and checking load on first use: ``ls`` and ``cat`` only read
+    from .gc import GcPlan
+    from .transaction import Transaction
+    from .verify import Report
 
 WHITELIST_WARN_DAYS = 7
 log = logging.getLogger(__name__)
@@ -72,6 +71,8 @@ class NativeRepository:
 
     def verify(self, at: dt.datetime | None = None, *, check_data: bool = True) -> Report:
         """The full check of spec section 10; problems are listed, not raised."""
+        from .verify import verify
+
         return verify(self.storage, self.master_public_keys(), fqrn=self.fqrn, at=at,
                       check_data=check_data, work_dir=self.options.work_dir,
                       max_object_size=self.options.max_object_size)
@@ -100,6 +101,10 @@ class NativeRepository:
 
     def _write_initial(self, keys: KeySet, tmp: Path, now: dt.datetime) -> Manifest:
         """The empty root catalog, the whitelist, then the head (manifest last)."""
+        from .catalog_tree import root_entry
+        from .head import HeadWriter
+        from .pipeline import ObjectPipeline
+
         algorithm, stamp = self.options.algorithm, int(now.timestamp())
         owner = self.options.owner or self.options.default_owner
         catalog = Catalog.create(tmp / "root.db", "", root_entry(stamp, owner),
@@ -156,6 +161,8 @@ class NativeRepository:
         self, *, wait: bool = False, progress: Callable[[int, int], None] | None = None
     ) -> Iterator[Transaction]:
         """Lock, verify the current head, and hand out a transaction; abort unless committed."""
+        from .transaction import Transaction
+
         keys = self._keys()
         owner = f"{getpass.getuser()} publishing {self.fqrn}"
         read_manifest(self.storage)  # no repository there: say so before locking creates files
@@ -179,6 +186,9 @@ class NativeRepository:
            dry_run: bool = False, progress: Callable[[int], None] | None = None,
            wait: bool = False) -> GcPlan:
         """Delete unreachable objects under the publish lock (see ``engine/gc.py``)."""
+        from .gc import delete
+        from .gc import plan as gc_plan
+
         with self.transaction(wait=wait) as txn:
             plan = gc_plan(txn.reader, self.storage, keep_revisions, keep_since)
             if dry_run or not (plan.garbage or plan.dropped_tags):

@@ -23,14 +23,15 @@ from ..cvmfs.dirtab import DIRTAB
 from ..cvmfs.hashes import ContentHash, Suffix, parent_path
 from ..cvmfs.history import Tag
 from ..cvmfs.key_material import KeySet
+from ..cvmfs.manifest import Manifest
 from ..cvmfs.names import display, normalize_path, removable_path
 from ..entries import Entry, PathContent, checked_stream
-from ..errors import PathNotFound, SourceError, UsageError
+from ..errors import PathNotFound, SourceError, StorageError, UsageError
 from ..publisher import CommitResult
 from ..storage.base import Storage
 from .catalog_rules import catalog_rules, mark_catalogs
 from .catalog_tree import CatalogTree
-from .content_index import ContentIndex
+from .content_index import ContentIndex, Signature
 from .head import HeadWriter
 from .history_edits import HistoryEdits, generic_tag_name
 from .options import EngineOptions
@@ -68,10 +69,12 @@ class Transaction:
         self.cache = ObjectCache(options.cache_dir / "objects", options.max_object_size)
         self.reader = RepositoryReader(storage, head.manifest, self.cache)
         self.index = ContentIndex.for_storage(options.cache_dir, storage.location)
+        self.index.begin(head.manifest)
         self.pipeline = ObjectPipeline(
             storage,
             algorithm=options.algorithm,
             level=options.compression_level,
+            preset=options.compression,
             chunking=options.chunking,
             workers=options.workers,
             progress=progress,
@@ -80,6 +83,9 @@ class Transaction:
         self.ops: list[_Op] = []
         self.edits = HistoryEdits(self.reader)
         self.finished = False
+        self.committed: Manifest | None = None
+        # files read from disk whose signature goes into the stat shortcut once stored
+        self.read_files: list[tuple[str, Signature, PendingFile]] = []
 
     @property
     def fqrn(self) -> str:
@@ -98,12 +104,23 @@ class Transaction:
         self.ops.append(_Op(removable_path(path), None))
 
     def _store(self, entry: Entry) -> PendingFile:
-        if entry.content is None:
+        content = entry.content
+        if content is None:
             raise SourceError(f"file entry {entry.path!r} has no content")
-        if isinstance(entry.content, PathContent):
-            return self.pipeline.add_path(entry.content.path, entry.size)
-        with entry.content.open() as stream:
-            return self.store(stream, entry.size)
+        if not isinstance(content, PathContent):
+            with content.open() as stream:
+                return self.store(stream, entry.size)
+        sig: Signature | None = getattr(content, "signature", None)  # sources.directory
+        if sig is None:
+            return self.pipeline.add_path(content.path, entry.size)
+        path = str(content.path)
+        known = self.index.unchanged(path, sig)
+        pending = self.pipeline.add_known(path, entry.size, known) if known else None
+        if pending is None:
+            pending = self.pipeline.add_path(path, entry.size)
+        if known is None or not known.verified:
+            self.read_files.append((path, sig, pending))
+        return pending
 
     def store(self, stream: BinaryIO, size_hint: int,
               compression: Compression = Compression.ZLIB) -> PendingFile:
@@ -191,6 +208,7 @@ class Transaction:
                             self.head.manifest, self.head.raw, self.edits.reflog_drops)
         manifest = writer.publish(root_hash, root_size, revision, self.options.ttl, history)
         self.finished = True
+        self.committed = manifest
         stats = self.pipeline.stats
         return CommitResult(
             revision=manifest.revision,
@@ -247,6 +265,12 @@ class Transaction:
 
     def abort(self) -> None:
         self.pipeline.close(cancel=True)
+        try:  # what was stored stays a valid hint, once it is durable
+            self.storage.flush()
+        except (StorageError, OSError) as exc:
+            log.warning("not keeping index entries of this aborted publish: %s", exc)
+            self.read_files.clear()
+            self.index.discard()
         self._release()
 
     def close(self) -> None:
@@ -254,6 +278,15 @@ class Transaction:
         self._release()
 
     def _release(self) -> None:
-        """Objects that were stored stay valid hints even if this publish aborted."""
-        self.index.close()
-        self.reader.close()
+        """Record what was stored; the head is ours only after a commit (then gc's forget)."""
+        try:
+            for path, sig, pending in self.read_files:
+                stored = pending.stored()
+                if stored is not None:
+                    self.index.record(path, sig, stored.compression, stored.content_hash,
+                                      stored.chunks)
+            if self.committed is not None:
+                self.index.end(self.committed)
+        finally:
+            self.index.close()
+            self.reader.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Protocol
@@ -196,6 +196,22 @@ class Storage(abc.ABC):
         """Remove the key; a missing key is not an error. Idempotent."""
         self._refuse_write()
 
+    def delete_many(self, keys: list[str]) -> None:
+        """Remove every key, as ``delete`` does, in as few requests as the storage allows.
+
+        Tries every key; then raises ``StorageError`` naming how many could not be removed
+        and the first reason. Idempotent. This default deletes one key at a time.
+        """
+        failed: list[StorageError] = []
+        for key in keys:
+            try:
+                self.delete(key)
+            except StorageError as exc:
+                failed.append(exc)
+        if failed:
+            raise StorageError(f"{len(failed)} of {len(keys)} deletions failed, the first: "
+                               f"{failed[0]}")
+
     def list(self, prefix: str = "") -> Iterator[str]:
         """Repository keys starting with ``prefix``, each once, in no promised order.
 
@@ -210,6 +226,13 @@ class Storage(abc.ABC):
         """``list`` with each key's stored size in bytes (-1 where it is not cheap to tell)."""
         for key in self.list(prefix):
             yield key, -1
+
+    def object_writer(self) -> Callable[[str, bytes], None] | None:
+        """``put`` for content-addressed objects as a picklable function that another
+        process may call (the engine stores small files from worker processes), or None:
+        then every write goes through this object. Wrappers keep this default, so what
+        they do to writes (fault injection, dry runs) is never bypassed."""
+        return None
 
     def flush(self) -> None:  # noqa: B027 - deliberately optional
         """Make every earlier ``put`` durable; called once before the manifest is written."""

@@ -21,7 +21,6 @@ from typing import Any
 
 from ..errors import UsageError
 from .base import Storage
-from .http import HttpStorage
 from .local import LocalStorage
 
 Wrap = Callable[[Storage], Storage]
@@ -63,6 +62,8 @@ def _open(location: str, fqrn: str | None, s3: Mapping[str, Any] | None,
         settings = S3Settings.from_url_and_mapping(location, s3)
         return S3Storage(settings, fqrn, read_only=read_only)
     if location.startswith(("http://", "https://")):
+        from .http import HttpStorage  # requests: only for URLs
+
         return HttpStorage(location)
     return LocalStorage(Path(location), read_only=read_only)
 

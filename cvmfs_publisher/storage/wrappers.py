@@ -71,6 +71,14 @@ class StorageWrapper(Storage):
     def delete(self, key: str) -> None:
         self.inner.delete(key)
 
+    def delete_many(self, keys: list[str]) -> None:
+        self.inner.delete_many(keys)
+
+    def object_writer(self) -> Callable[[str, bytes], None] | None:
+        """Never the inner storage's: whatever a wrapper does to writes must not be
+        bypassed by another process writing objects directly."""
+        return None
+
     def list(self, prefix: str = "") -> Iterator[str]:
         return self.inner.list(prefix)
 
@@ -105,7 +113,7 @@ class StorageWrapper(Storage):
 class RetryingStorage(StorageWrapper):
     """Retries idempotent operations that failed with ``StorageError``.
 
-    Retried: ``get``, ``open``, ``exists``, ``lock_holder``, ``delete``, ``put`` of
+    Retried: ``get``, ``open``, ``exists``, ``lock_holder``, ``delete(_many)``, ``put`` of
     content-addressed objects (same name, same bytes), and ``list`` until it has produced
     its first key (a listing cannot resume where it failed). Never retried:
     ``ObjectNotFound`` and ``RepositoryBusy`` (answers, not failures), ``put`` of named
@@ -159,6 +167,9 @@ class RetryingStorage(StorageWrapper):
 
     def delete(self, key: str) -> None:
         self._retry(f"DELETE {key}", lambda: self.inner.delete(key))
+
+    def delete_many(self, keys: list[str]) -> None:
+        self._retry(f"DELETE {len(keys)} keys", lambda: self.inner.delete_many(keys))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         return self._listing(prefix, self.inner.list)
@@ -259,6 +270,9 @@ class DryRunStorage(StorageWrapper):
     def delete(self, key: str) -> None:
         self._record("delete", check_key(key), None)
 
+    def delete_many(self, keys: list[str]) -> None:
+        Storage.delete_many(self, keys)  # each recorded
+
     def list_with_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         with self._mutex:
             pending = {k: v for k, v in self._pending.items() if k.startswith(prefix)}
@@ -350,3 +364,6 @@ class FaultInjectingStorage(StorageWrapper):
 
     def delete(self, key: str) -> None:
         self._write("delete", key, lambda: self.inner.delete(key))
+
+    def delete_many(self, keys: list[str]) -> None:
+        Storage.delete_many(self, keys)  # one numbered write per key

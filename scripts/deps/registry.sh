@@ -3,6 +3,8 @@
 # podman (Docker-API service for --from-docker) and debootstrap (bench image).
 # Idempotent; run as root. Quiet on success, loud on failure.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
+. scripts/lib.sh
 
 packages=(docker-registry skopeo umoci podman debootstrap)
 missing=()
@@ -16,15 +18,11 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "registry.sh: must run as root to install: ${missing[*]}" >&2
     exit 1
 fi
-export DEBIAN_FRONTEND=noninteractive
-log=$(mktemp)
-if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
-    cat "$log" >&2
+# apt_get (scripts/lib.sh) waits while another package manager holds the dpkg lock
+if ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${missing[@]}"; }; then
     echo "registry.sh: installing ${missing[*]} failed" >&2
-    rm -f "$log"
     exit 1
 fi
-rm -f "$log"
 # The packaged registry service listens on :5000 on all interfaces; tests start their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
     systemctl stop docker-registry || true

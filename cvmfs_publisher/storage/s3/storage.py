@@ -29,6 +29,7 @@ from .settings import S3Settings
 
 DOT_CVMFS_HEADERS = {"ContentType": "application/x-cvmfs", "CacheControl": "max-age=61"}
 OBJECT_HEADERS = {"ContentType": "application/octet-stream", "CacheControl": "max-age=259200"}
+DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 
 
 def headers_for(key: str) -> dict[str, str]:
@@ -221,6 +222,23 @@ class S3Storage(Storage):
         if self._lease is not None:
             self._lease.check()  # a sweep must stop once another publisher may be uploading
         self.call("DELETE", key, self.client.delete_object, Key=self.object_key(key))
+
+    def delete_many(self, keys: list[str]) -> None:
+        """``DeleteObjects``: up to 1,000 keys a request (quiet: only failures answered)."""
+        self.check_writable()
+        failed: list[str] = []
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start:start + DELETE_BATCH]
+            if self._lease is not None:
+                self._lease.check()
+            objects = [{"Key": self.object_key(key)} for key in batch]
+            response = self.call("DELETE", f"{len(batch)} keys", self.client.delete_objects,
+                                 Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+            failed += [f"{str(e.get('Key', ''))[len(self.base):]} ({e.get('Code', '?')})"
+                       for e in response.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+        if failed:
+            raise StorageError(f"{self.location}: {len(failed)} of {len(keys)} deletions "
+                               f"failed, the first: {failed[0]}")
 
     def flush(self) -> None:
         """Nothing to do: S3 answers a PUT only once the object is durable."""
