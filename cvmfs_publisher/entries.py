@@ -79,7 +79,7 @@ class BlockStream(io.RawIOBase):
 class PathContent:
     """A file on disk: stable, so it can be read later and in another thread."""
 
-    path: Path
+    path: Path | str
 
     def open(self) -> BinaryIO:
         return open(self.path, "rb")

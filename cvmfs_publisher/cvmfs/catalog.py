@@ -9,6 +9,7 @@ this row": walkers carry the path down from the catalog's root.
 from __future__ import annotations
 
 import enum
+import functools
 import sqlite3
 import stat
 from collections.abc import Iterable, Iterator
@@ -165,13 +166,15 @@ class DirEntry:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+@functools.cache
 def file_flags(
     *,
     algorithm: Algorithm,
     chunked: bool = False,
     compression: Compression = Compression.ZLIB,
 ) -> int:
-    """Flags of a regular file, as upstream's ``CreateDatabaseFlags`` computes them."""
+    """Flags of a regular file, as upstream's ``CreateDatabaseFlags`` computes them
+    (cached: enum arithmetic per catalog row was a tenth of a large publish)."""
     flags = Flag.FILE | ((algorithm - 1) << HASH_SHIFT) | (compression << COMPRESSION_SHIFT)
     if chunked:
         flags |= Flag.CHUNKED

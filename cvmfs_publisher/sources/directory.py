@@ -32,7 +32,7 @@ class StatPathContent(PathContent):
     signature: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
 
 
-def file_entry(path: Path, rel: str, st: os.stat_result) -> Entry:
+def file_entry(path: Path | str, rel: str, st: os.stat_result) -> Entry:
     content = StatPathContent(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
                                      st.st_ctime_ns))
     return Entry(rel, Kind.FILE, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
@@ -40,14 +40,17 @@ def file_entry(path: Path, rel: str, st: os.stat_result) -> Entry:
 
 
 def directory_entries(root: Path) -> Iterator[Entry]:
-    """Walk a tree in sorted order, parents first; hard links by (device, inode)."""
+    """Walk a tree in sorted order, parents first; hard links by (device, inode).
+
+    Paths are plain strings: a ``Path`` per entry cost more than the ``lstat``.
+    """
     try:
         st = root.stat()
     except OSError as exc:
         raise SourceError(f"cannot read source {root}: {exc.strerror}") from None
     yield Entry("", Kind.DIR, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime))
     seen_inodes: dict[tuple[int, int], str] = {}
-    stack: list[tuple[Path, str]] = [(root, "")]
+    stack: list[tuple[str, str]] = [(os.fspath(root), "")]
     while stack:
         directory, rel_dir = stack.pop()
         try:
@@ -56,7 +59,7 @@ def directory_entries(root: Path) -> Iterator[Entry]:
             raise SourceError(f"cannot list {directory}: {exc.strerror}") from None
         subdirs = []
         for name in names:
-            path = directory / check_name(name, f"{directory}: file")
+            path = f"{directory}/{check_name(name, f'{directory}: file')}"
             rel = f"{rel_dir}/{name}" if rel_dir else name
             entry = _stat_entry(path, rel, seen_inodes)
             if entry is None:
@@ -67,9 +70,9 @@ def directory_entries(root: Path) -> Iterator[Entry]:
         stack.extend(reversed(subdirs))
 
 
-def _stat_entry(path: Path, rel: str, seen: dict[tuple[int, int], str]) -> Entry | None:
+def _stat_entry(path: str, rel: str, seen: dict[tuple[int, int], str]) -> Entry | None:
     try:
-        st = path.lstat()
+        st = os.lstat(path)
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror}") from None
     mode, perm = st.st_mode, stat.S_IMODE(st.st_mode)
