@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import shutil
 import signal
@@ -20,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,16 +49,6 @@ from cvmfs_publisher.watch.areas import load_areas
 from cvmfs_publisher.watch.folder import FolderSource
 from cvmfs_publisher.watch.runner import WatchSettings
 from cvmfs_publisher.watch.snapshot import Snapshot
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The in-process CLI points the root logger at the captured stderr."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @dataclass

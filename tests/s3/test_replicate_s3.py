@@ -9,12 +9,9 @@ bucket replica.
 from __future__ import annotations
 
 import json
-import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 from fixturedata import FIXTURE_NAME, FIXTURE_VALID_AT
 from test_replicate import data_keys, listing, make_source, make_tree, publish, verified
@@ -25,15 +22,6 @@ from .s3kit import BUCKET, FQRN
 
 AS_OF = FIXTURE_VALID_AT.isoformat()
 
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The CLI points the root logger at the captured stderr; later tests must not log there."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def to_bucket(cli, seaweed, source: str | Path, prefix: str, key: Path, *extra) -> dict:  # type: ignore[no-untyped-def]

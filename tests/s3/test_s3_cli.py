@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from cvmfs_publisher.storage.s3 import S3Settings, S3Storage
 
 from .s3kit import BUCKET, FQRN, sample_files, write_tree
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The CLI points the root logger at the captured stderr; later tests must not log there."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_cli_round_trip(cli, seaweed, s3_env, tmp_path, isolated_home, monkeypatch):

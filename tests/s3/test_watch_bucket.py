@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -38,15 +37,6 @@ from cvmfs_publisher.watch.area import AreaSync, Grant
 from cvmfs_publisher.watch.bucket import BucketSource
 
 from .s3kit import BUCKET, SeaweedServer
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
