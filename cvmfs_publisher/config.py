@@ -54,6 +54,7 @@ from typing import Any
 
 import yaml
 
+from .cvmfs.compression import PRESETS
 from .cvmfs.dirtab import Dirtab
 from .cvmfs.names import check_fqrn
 from .engine.options import LIMITS, EngineOptions, default_cache_dir
@@ -167,7 +168,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("release_catalogs", Patterns(),
             "directories that become nested catalogs when there is no /.cvmfsdirtab"),
     Setting("s3", AnyMapping(), "how to reach the bucket of s3:// storage (docs/s3.md)"),
-    Setting("compression", Choice(("zlib", "balanced", "fast")), "how objects are deflated: "
+    Setting("compression", Choice(PRESETS), "how objects are deflated: "
             "zlib (upstream's bytes), balanced (libdeflate, the default) or fast (ISA-L)",
             _NATIVE, env=True),
     Setting("compression_level", Integer(*LIMITS["compression_level"]),

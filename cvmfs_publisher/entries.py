@@ -77,9 +77,16 @@ class BlockStream(io.RawIOBase):
 
 @dataclass(frozen=True, slots=True)
 class PathContent:
-    """A file on disk: stable, so it can be read later and in another thread."""
+    """A file on disk: stable, so it can be read later and in another thread.
+
+    ``signature``: (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) when the producer saw
+    it, if it did. Any write changes the ctime and a replaced file has another inode, so an
+    equal signature later means unchanged content (modulo writes within the clock's
+    resolution): a publisher that remembers what it stored need not open the file again.
+    """
 
     path: Path | str
+    signature: tuple[int, int, int, int, int] | None = None
 
     def open(self) -> BinaryIO:
         return open(self.path, "rb")

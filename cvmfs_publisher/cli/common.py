@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ..cvmfs.compression import PRESETS
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def read_options(func: F) -> F:
 def compression_option(func: F) -> F:
     """``--compression``: the preset of this run's new objects (``cvmfs.compression``)."""
     return click.option(
-        "--compression", type=click.Choice(["zlib", "balanced", "fast"]),
+        "--compression", type=click.Choice(PRESETS),
         help="Object compressor: zlib (upstream's bytes), balanced (libdeflate, ~2.5x zlib's "
              "speed) or fast (ISA-L, ~10x, objects ~10% larger) [default: the config's, "
              "else balanced].")(func)

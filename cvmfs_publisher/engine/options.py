@@ -32,8 +32,6 @@ LIMITS = {
 # hostile reference can cost. Catalogs reach hundreds of MB, chunks 16 MiB, and only files
 # published without chunking come near it.
 MAX_OBJECT_SIZE = 4 << 30
-# How objects are deflated (``cvmfs.compression``): the configuration's choices for it.
-COMPRESSION_PRESETS = PRESETS
 
 
 def default_cache_dir() -> Path:
@@ -44,7 +42,7 @@ def default_cache_dir() -> Path:
 @dataclass
 class EngineOptions:
     ttl: int = DEFAULT_TTL
-    compression: str = DEFAULT_PRESET  # one of COMPRESSION_PRESETS
+    compression: str = DEFAULT_PRESET  # one of PRESETS
     compression_level: int = DEFAULT_LEVEL  # of the zlib and balanced presets
     algorithm: Algorithm = Algorithm.SHA1
     chunking: ChunkPolicy | None = field(default_factory=ChunkPolicy)
@@ -71,8 +69,8 @@ class EngineOptions:
                 raise ValueError(f"{name} must be from {low} to {high}, not {value}")
         if self.autocatalog_max is not None and self.autocatalog_max < self.autocatalog_min:
             raise ValueError("autocatalog_max must not be below autocatalog_min")
-        if self.compression not in COMPRESSION_PRESETS:
-            raise ValueError(f"compression must be one of {', '.join(COMPRESSION_PRESETS)}, "
+        if self.compression not in PRESETS:
+            raise ValueError(f"compression must be one of {', '.join(PRESETS)}, "
                              f"not {self.compression!r}")
 
     def scratch(self) -> tempfile.TemporaryDirectory:

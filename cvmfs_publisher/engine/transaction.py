@@ -110,7 +110,7 @@ class Transaction:
         if not isinstance(content, PathContent):
             with content.open() as stream:
                 return self.store(stream, entry.size)
-        sig: Signature | None = getattr(content, "signature", None)  # sources.directory
+        sig = content.signature
         if sig is None:
             return self.pipeline.add_path(content.path, entry.size)
         path = str(content.path)

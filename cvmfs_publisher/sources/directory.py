@@ -1,6 +1,6 @@
 """A directory tree as an entry stream: sorted, parents first, hard links by inode.
 
-Each file's content carries the ``lstat`` the walk made (``StatPathContent.signature``),
+Each file's content carries the ``lstat`` the walk made (``PathContent.signature``),
 so a publisher that remembers what it stored can skip files that did not change without
 opening or stat-ing them again.
 """
@@ -11,7 +11,6 @@ import logging
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..cvmfs.names import check_name, check_symlink_target
@@ -21,20 +20,9 @@ from ..errors import SourceError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class StatPathContent(PathContent):
-    """A file on disk and its (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) when seen.
-
-    Any write changes the ctime and a replaced file has another inode, so an equal
-    signature means unchanged content (modulo writes within the clock's resolution).
-    """
-
-    signature: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
-
-
 def file_entry(path: Path | str, rel: str, st: os.stat_result) -> Entry:
-    content = StatPathContent(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
-                                     st.st_ctime_ns))
+    content = PathContent(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                 st.st_ctime_ns))
     return Entry(rel, Kind.FILE, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
                  int(st.st_mtime), st.st_size, content)
 
