@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixturedata import FIXTURE_NAME
 
 from cvmfs_publisher.config import Config, RepositoryConfig
 from cvmfs_publisher.engine.options import EngineOptions
@@ -269,6 +270,28 @@ def test_init_refuses_bad_s3_settings_before_writing_anything(cli, tmp_path: Pat
             "not 'many'")
     assert not config_file(isolated_home).exists()
     assert not (config_file(isolated_home).parent / "keys").exists()
+
+
+@pytest.mark.parametrize("command", ["init", "replicate"])
+@pytest.mark.parametrize(("flag", "message"), [
+    ("region", "--s3 'region' is not KEY=VALUE"),
+    ("=x", "--s3 '=x' is not KEY=VALUE"),
+    ("secret_access_key=x", "S3 credentials never go on the command line: use the "
+                            "environment, an AWS profile or credentials_file"),
+    ("Access_Key_Id=x", "S3 credentials never go on the command line: use the environment, "
+                        "an AWS profile or credentials_file"),
+])
+def test_s3_flags_refuse_credentials_and_malformed_items(cli, isolated_home: Path,
+                                                         fixture_dir: Path, command: str,
+                                                         flag: str, message: str) -> None:
+    """``init`` and ``replicate`` read --s3 the same way, before touching anything."""
+    args = {"init": ("init", NAME, "--storage", "s3://bucket/p"),
+            "replicate": ("replicate", fixture_dir / "storage", "--fqrn", FIXTURE_NAME,
+                          "--key", fixture_dir / "keys" / f"{FIXTURE_NAME}.pub",
+                          "--to", "s3://bucket/replica")}[command]
+    result = cli(*args, "--s3", flag)
+    assert (result.code, result.err, result.out) == (2, f"error: {message}\n", "")
+    assert not config_file(isolated_home).exists()
 
 
 def test_a_bad_owner_flag_is_refused_before_publishing(cli, repo: str, tmp_path: Path,

@@ -129,6 +129,38 @@ def read_options(func: F) -> F:
     return repo_option()(func)
 
 
+def s3_flags(func: F) -> F:
+    """``--endpoint``, ``--region`` and ``--s3 KEY=VALUE`` (read with ``s3_mapping``)."""
+    for decorator in reversed([
+        click.option("--endpoint", metavar="URL", help="S3 endpoint URL (for s3:// storage)."),
+        click.option("--region", metavar="REGION", help="S3 region (for s3:// storage)."),
+        click.option("--s3", "s3_options", multiple=True, metavar="KEY=VALUE",
+                     help="Any other S3 setting of docs/s3.md (profile, credentials_file, acl, "
+                          "public_url, ...); never secrets: those come from the environment "
+                          "or files."),
+    ]):
+        func = decorator(func)
+    return func
+
+
+def s3_mapping(endpoint: str | None, region: str | None, items: tuple[str, ...]
+               ) -> dict[str, str]:
+    """The ``s3:`` settings ``--endpoint``, ``--region`` and ``--s3 KEY=VALUE`` give.
+
+    Credentials are refused here: command lines end up in shell histories and ``ps``.
+    """
+    mapping = {k: v for k, v in (("endpoint", endpoint), ("region", region)) if v}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--s3 {item!r} is not KEY=VALUE")
+        if "secret" in key.lower() or "access_key" in key.lower():
+            raise UsageError("S3 credentials never go on the command line: use the "
+                             "environment, an AWS profile or credentials_file")
+        mapping[key] = value
+    return mapping
+
+
 def compression_option(func: F) -> F:
     """``--compression``: the preset of this run's new objects (``cvmfs.compression``)."""
     return click.option(

@@ -31,33 +31,8 @@ from ..replication import (
     snapshot,
 )
 from ..values import parse_duration
-from .common import json_option, parse_when
+from .common import json_option, parse_when, s3_flags, s3_mapping
 from .output import emit_json, human_bytes, stderr, stdout
-
-
-def _s3_options(func):  # type: ignore[no-untyped-def]
-    for decorator in reversed([
-        click.option("--endpoint", metavar="URL", help="S3 endpoint URL (s3:// replicas)."),
-        click.option("--region", metavar="REGION", help="S3 region (s3:// replicas)."),
-        click.option("--s3", "s3_options", multiple=True, metavar="KEY=VALUE",
-                     help="Any other S3 setting of docs/s3.md (acl, public_url, ...); never "
-                          "secrets: those come from the environment or files."),
-    ]):
-        func = decorator(func)
-    return func
-
-
-def _s3_mapping(endpoint: str | None, region: str | None, items: tuple[str, ...]) -> dict:
-    mapping = {k: v for k, v in (("endpoint", endpoint), ("region", region)) if v}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--s3 {item!r} is not KEY=VALUE")
-        if "secret" in key.lower() or "access_key" in key.lower():
-            raise UsageError("S3 credentials never go on the command line: use the "
-                             "environment, an AWS profile or credentials_file")
-        mapping[key] = value
-    return mapping
 
 
 class SnapshotProgress:
@@ -107,7 +82,7 @@ class SnapshotProgress:
                    "bucket, laid out as a Stratum 0 there.")
 @click.option("--fqrn", metavar="NAME", help="Repository name [default: the last part of "
               "SOURCE, as in http://host/cvmfs/<name>].")
-@_s3_options
+@s3_flags
 @click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 16),
               help="Objects downloaded at once.")
 @click.option("--loop", is_flag=True, help="Snapshot again every --interval until "
@@ -136,7 +111,7 @@ def replicate(source: str, keys: tuple[Path, ...], to: str, fqrn: str | None,
         raise UsageError("--interval must be longer than 0 s")
     at = parse_when(as_of)
     source_storage = open_source(source)
-    replica = open_replica(to, name, _s3_mapping(endpoint, region, s3_options) or None)
+    replica = open_replica(to, name, s3_mapping(endpoint, region, s3_options) or None)
     while True:
         started = time.monotonic()
         try:
@@ -195,7 +170,7 @@ def _report(result: SnapshotResult, as_json: bool, loop: bool) -> None:
               help="Also keep this many of the latest revisions the replica holds.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.option("--as-of", metavar="DATE", help="Check the whitelist's expiry as of this time.")
-@_s3_options
+@s3_flags
 @json_option
 def replica_gc_command(root: str, fqrn: str, keys: tuple[Path, ...], keep_revisions: int,
                        dry_run: bool, as_of: str | None, endpoint: str | None,
@@ -206,7 +181,7 @@ def replica_gc_command(root: str, fqrn: str, keys: tuple[Path, ...], keep_revisi
     Gone: revisions the source dropped, and leftovers of interrupted or refused snapshots.
     """
     name = repository_name(root, fqrn)
-    replica = open_replica(root, name, _s3_mapping(endpoint, region, s3_options) or None)
+    replica = open_replica(root, name, s3_mapping(endpoint, region, s3_options) or None)
     result = replica_gc(replica, name, load_master_keys(list(keys)),
                         keep_revisions=keep_revisions, at=parse_when(as_of), dry_run=dry_run)
     if as_json:

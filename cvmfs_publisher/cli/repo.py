@@ -26,6 +26,8 @@ from .common import (
     json_option,
     pass_state,
     read_options,
+    s3_flags,
+    s3_mapping,
 )
 from .output import emit_json, stdout
 
@@ -57,11 +59,7 @@ log = logging.getLogger(__name__)
 @click.option("--compression-level", type=click.IntRange(1, 9), help="zlib level [default: 6].")
 @click.option("--whitelist-days", type=click.IntRange(1, 3650), help="Whitelist validity "
               "[default: 30].")
-@click.option("--endpoint", metavar="URL", help="S3 endpoint URL (for s3:// storage).")
-@click.option("--region", metavar="REGION", help="S3 region (for s3:// storage).")
-@click.option("--s3", "s3_options", multiple=True, metavar="KEY=VALUE",
-              help="Any other S3 setting of docs/s3.md (profile, credentials_file, acl, "
-                   "public_url, ...); never secrets: those come from the environment or files.")
+@s3_flags
 @json_option
 @pass_state
 def init(state: State, name: str, storage: str | None, keys_dir: Path | None, backend: str,
@@ -110,27 +108,13 @@ def init(state: State, name: str, storage: str | None, keys_dir: Path | None, ba
 def _storage_setting(storage: str, settings: dict, endpoint: str | None, region: str | None,
                      s3_options: tuple[str, ...]) -> str:
     if storage.startswith("s3://"):
-        settings["s3"] = {k: v for k, v in (("endpoint", endpoint), ("region", region)) if v}
-        settings["s3"].update(_key_values(s3_options))
+        settings["s3"] = s3_mapping(endpoint, region, s3_options)
         return storage
     if endpoint or region or s3_options:
         raise ConfigError("--endpoint, --region and --s3 only apply to s3:// storage")
     if storage.startswith(("http://", "https://")):
         return storage
     return str(Path(storage).expanduser().resolve())
-
-
-def _key_values(items: tuple[str, ...]) -> dict[str, str]:
-    result = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--s3 {item!r} is not KEY=VALUE")
-        if "secret" in key.lower() or "access_key" in key.lower():
-            raise ConfigError("S3 credentials never go on the command line: use the "
-                              "environment, an AWS profile or credentials_file")
-        result[key] = value
-    return result
 
 
 @click.command()
