@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clireads import tags
 from gpgkit import Signer, gpg_home, new_signer
 
 from cvmfs_publisher.ci import CiEnvironment, CiPublish, CiRules, plan
@@ -49,9 +50,6 @@ def gitlab(monkeypatch, *, tag: str = "", branch: str = "", protected: bool = Tr
 def ci(cli, repo: str, install: Path, *extra: str):  # type: ignore[no-untyped-def]
     return cli("ci", "publish", install, "--repo", repo, "--project", "pkg", *extra)
 
-
-def tags(cli, repo: str) -> dict[str, dict]:
-    return {t["name"]: t for t in json.loads(cli("tags", "--repo", repo, "--json").out)}
 
 
 @pytest.mark.parametrize("env,kind,path", [

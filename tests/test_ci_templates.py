@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from clireads import content, revision, tags
 from gitkit import annotated_tag, commit, git, head, init_repo, signed_tag
 from gpgkit import Signer, gpg_home, new_signer
 
@@ -282,20 +283,7 @@ def site(cli, repo: str, tmp_path: Path) -> Site:
     return Site(repo, keys, variables)
 
 
-def tags(cli, repo: str) -> dict[str, dict]:
-    result = cli("tags", "--repo", repo, "--json")
-    assert result.code == 0, result.err
-    return {t["name"]: t for t in json.loads(result.out)}
 
-
-def revision(cli, repo: str) -> int:
-    return max((t["revision"] for t in tags(cli, repo).values()), default=0)
-
-
-def content(cli, repo: str, path: str) -> str:
-    result = cli("cat", "--repo", repo, path)
-    assert result.code == 0, result.err
-    return result.out
 
 
 def verified(cli, repo: str) -> None:

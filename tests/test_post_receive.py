@@ -7,13 +7,13 @@ branch publishes the nightly, a release tag publishes the release, anything else
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clireads import content, revision, tags
 from gitkit import annotated_tag, commit, git, head, signed_tag, write_tree
 from gpgkit import Signer, gpg_home, new_signer
 
@@ -56,20 +56,7 @@ def push(clone: Path, *refs: str) -> str:
     return done.stdout + done.stderr
 
 
-def tags(cli, repo: str) -> dict[str, dict]:
-    result = cli("tags", "--repo", repo, "--json")
-    assert result.code == 0, result.err
-    return {t["name"]: t for t in json.loads(result.out)}
 
-
-def revision(cli, repo: str) -> int:
-    return max((t["revision"] for t in tags(cli, repo).values()), default=0)
-
-
-def content(cli, repo: str, path: str) -> str:
-    result = cli("cat", "--repo", repo, path)
-    assert result.code == 0, result.err
-    return result.out
 
 
 def test_hook_is_executable() -> None:

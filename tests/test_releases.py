@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clireads import revision
 from gpgkit import Signer, gpg_home, new_signer
 
 NAME = "sw.example.org"
@@ -57,10 +58,6 @@ def trusted(cli, repo, keys, tmp_path: Path) -> str:
     assert result.code == 0, result.err
     return repo
 
-
-def revision(cli, repo: str) -> int:
-    result = cli("tags", "--repo", repo, "--json")
-    return max((t["revision"] for t in json.loads(result.out)), default=0)
 
 
 def test_trust_list_and_rm(cli, trusted, keys) -> None:
