@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import http.client
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,21 @@ def start(*args: str | Path) -> tuple[subprocess.Popen, int]:
         process.kill()
         raise AssertionError(line + process.communicate()[1])
     return process, int(match.group(1))
+
+
+def lines_of(process: subprocess.Popen) -> queue.Queue[str | None]:
+    """The process's stderr lines as they come (None at its end), so that a line that never
+    comes fails a ``get(timeout=...)`` instead of hanging the test."""
+    found: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            found.put(line)
+        found.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return found
 
 
 def get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
@@ -75,7 +92,7 @@ def test_access_log_and_a_clean_stop(repo: str, tmp_path: Path, signum: int, sai
                                      ) -> None:
     process, port = start("--repo", repo)
     manifest = tmp_path / "stratum0" / NAME / ".cvmfspublished"
-    assert process.stderr is not None
+    lines = lines_of(process)
     requests = [("GET", f"/cvmfs/{NAME}/.cvmfspublished", "200"),
                 ("GET", f"/cvmfs/{NAME}/data/00/missing", "404"),
                 ("HEAD", f"/cvmfs/{NAME}/.cvmfswhitelist", "200")]
@@ -85,13 +102,14 @@ def test_access_log_and_a_clean_stop(repo: str, tmp_path: Path, signum: int, sai
         assert str(answer[0]) == status
         if path.endswith(".cvmfspublished"):
             assert answer[1] == manifest.read_bytes()
-        # the line follows the answer: read it before the next request (and the signal)
-        logged.append(ACCESS.match(process.stderr.readline().rstrip("\n")))
+        # the line follows the answer: wait for it before the next request (and the signal)
+        logged.append(ACCESS.match(lines.get(timeout=10).rstrip("\n")))
     assert all(logged), logged
     assert [(m[1], m[2], m[3]) for m in logged] == requests  # type: ignore[index]
     assert logged[0][4] == str(manifest.stat().st_size)  # type: ignore[index]
-    code, err = stop(process, signum)
-    assert (code, err) == (0, f"{said}\n")
+    process.send_signal(signum)
+    assert process.wait(timeout=30) == 0
+    assert list(iter(lambda: lines.get(timeout=10), None)) == [f"{said}\n"]
 
 
 def test_quiet_has_no_access_log(repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
