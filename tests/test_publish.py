@@ -265,11 +265,10 @@ def revision_on_disk(stratum0: Path) -> int:
 
 
 def test_unreadable_file_publishes_nothing(tree: Path) -> None:
-    """Run as an unprivileged user: root reads everything, so drop to nobody.
-
-    Everything lives in a fresh directory outside pytest's temp root, whose 0700 mode
-    pytest may reset at any time while other sessions run.
-    """
+    """Root reads everything, so the publisher runs without the capabilities that bypass
+    file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH). It stays uid 0, so it can
+    still reach the checkout and its virtualenv wherever they live (a 0700 ``mktemp -d``
+    directory, for one, which an unprivileged user could not enter)."""
     if shutil.which("setpriv") is None:
         pytest.fail("setpriv (util-linux) is needed for this test")
     work = Path(tempfile.mkdtemp(prefix="unreadable-"))
@@ -278,15 +277,13 @@ def test_unreadable_file_publishes_nothing(tree: Path) -> None:
         (work / "build" / "private").chmod(0o000)
         env = {**os.environ, "HOME": str(work), "XDG_CONFIG_HOME": str(work / "config"),
                "XDG_CACHE_HOME": str(work / "cache")}
-        for path in [work, *work.rglob("*")]:
-            os.lchown(path, 65534, 65534)
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        unprivileged = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
                      sys.executable, "-m", "cvmfs_publisher.cli"]
-        init = subprocess.run([*as_nobody, "init", NAME, "--storage", str(work / "s0")],
+        init = subprocess.run([*unprivileged, "init", NAME, "--storage", str(work / "s0")],
                               capture_output=True, text=True, env=env, timeout=120)
         assert init.returncode == 0, init.stderr
         result = subprocess.run(
-            [*as_nobody, "publish", str(work / "build"), "--repo", NAME, "--path", "/x",
+            [*unprivileged, "publish", str(work / "build"), "--repo", NAME, "--path", "/x",
              "--no-progress"], capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode == 1, result.stderr
         assert "cannot read" in result.stderr and "private" in result.stderr
