@@ -149,6 +149,17 @@ def status_of(repository: str = NAME, path: str = GRANT) -> AreaStatus | None:
     return found[0] if found else None
 
 
+def status_after_publish(at_least: int | None = None, repository: str = NAME,
+                         path: str = GRANT) -> AreaStatus:
+    """The area's status once the watcher has recorded a publish of revision ``at_least``
+    (default: the one published now) or later: the watcher saves it just after the commit,
+    so a test reading it at once races that save."""
+    wanted = revision() if at_least is None else at_least
+    return wait_for(lambda: (s := status_of(repository, path)) is not None
+                    and (s.last_revision or 0) >= wanted and s,
+                    "the status of the publish", explain=lambda: repr(status_of(repository, path)))
+
+
 def area_files(root: Path) -> dict[str, tuple]:
     """Everything the user has in the area, to prove the watcher never touches it:
     rel -> (mode, size, mtime_ns, content hash or target), ignored files included."""
