@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,9 +80,21 @@ def test_workers_store_what_threads_store(tmp_path: Path, workers: list, preset:
         with threads.transaction() as txn:
             txn.replace("/sw", open_source(tmp_path / "src")[0])
             txn.commit()
-    objects = {k for k in repo.storage.list("data/") if not k.endswith(("C", "H", "X"))}
-    assert objects == {k for k in threads.storage.list("data/")
-                       if not k.endswith(("C", "H", "X"))}
+    ours, theirs = data_objects(repo), data_objects(threads)
+    assert sorted(ours.values()) == sorted(theirs.values())  # the same contents, once each
+    if preset != "fast":  # ISA-L does not promise the same bytes twice (see data_objects)
+        assert ours.keys() == theirs.keys()
+
+
+def data_objects(repo: NativeRepository) -> dict[str, bytes]:
+    """Object name -> inflated content, catalogs, history and certificate left out.
+
+    ISA-L's match finder may start from what the same process compressed before: seen
+    once in ~12 runs, a worker stored a 26-byte file without the one match the threads
+    found (a valid stream, one byte longer), so only the contents are compared for it.
+    """
+    keys = [k for k in repo.storage.list("data/") if not k.endswith(("C", "H", "X"))]
+    return {k: zlib.decompress(repo.storage.get(k)) for k in keys}
 
 
 def changing(entries: Iterator[Entry], at: int, change) -> Iterator[Entry]:  # type: ignore[no-untyped-def]

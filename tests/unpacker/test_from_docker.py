@@ -31,14 +31,17 @@ def podman(images, tmp_path_factory):
                     f"containers-storage:[vfs@{work / 'root'}+{work / 'runroot'}]"
                     "localhost/test/img:1.0"], check=True, env=env, capture_output=True)
     sock = work / "podman.sock"
-    proc = subprocess.Popen([*base, "system", "service", "--time", "0", f"unix://{sock}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log = work / "podman.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen([*base, "system", "service", "--time", "0", f"unix://{sock}"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
     try:
-        deadline = time.monotonic() + 20
-        while not sock.exists() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # a loaded 2-core machine once took over 20 s
+        while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert sock.exists(), "podman system service did not start"
+        assert sock.exists(), f"podman system service did not start (exit {proc.poll()}): " \
+            f"{log.read_text(errors='replace')[-2000:]}"
         yield f"unix://{sock}"
     finally:
         with contextlib.suppress(ProcessLookupError):
