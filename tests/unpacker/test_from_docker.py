@@ -6,7 +6,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from regkit import require_tools
@@ -16,10 +18,18 @@ from unpacker.runs import run_docker_unpack
 
 
 @pytest.fixture(scope="module")
-def podman(images, tmp_path_factory):
-    """Rootful podman with vfs storage in a private directory, serving the Docker API."""
+def podman(images):
+    """Rootful podman with vfs storage in a private directory, serving the Docker API.
+
+    The directory is a short one in /tmp: podman refuses a run root of over 50 characters,
+    which a checkout's own pytest-tmp easily is.
+    """
     require_tools("podman")
-    work = tmp_path_factory.mktemp("podman")
+    with tempfile.TemporaryDirectory(prefix="pm-", dir="/tmp") as short:
+        yield from _podman_service(images, Path(short))
+
+
+def _podman_service(images, work: Path):  # type: ignore[no-untyped-def]
     env = {**os.environ, "XDG_RUNTIME_DIR": str(work / "run")}
     (work / "run").mkdir()
     base = ["podman", "--root", str(work / "root"), "--runroot", str(work / "runroot"),
@@ -37,7 +47,7 @@ def podman(images, tmp_path_factory):
                                 env=env, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + 60  # a loaded 2-core machine once took over 20 s
+        deadline = time.monotonic() + 30
         while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert sock.exists(), f"podman system service did not start (exit {proc.poll()}): " \
