@@ -555,7 +555,7 @@ def test_an_unreachable_url_is_one_line(cli, repo: str, isolated_home: Path) -> 
 
 def test_progress_bars_on_a_terminal(repo: str, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """verify and gc draw a progress bar on a real terminal once the run is long enough."""
+    """verify, gc and publish draw a progress bar on a real terminal once the run is long enough."""
     monkeypatch.setattr(WorkProgress, "DELAY", 0.0)
     master, slave = pty.openpty()
     os.set_blocking(master, False)
@@ -579,6 +579,13 @@ def test_progress_bars_on_a_terminal(repo: str, tmp_path: Path,
         assert "objects read" in drawn_by("gc", "--repo", repo, "--keep-days", "0")
         monkeypatch.setattr(WorkProgress, "DELAY", 60.0)  # a quick run draws nothing
         assert drawn_by("verify", "--repo", repo) == ""
+        src = tmp_path / "three"
+        for name in ("a", "b", "d/c"):
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            (src / name).write_text(name)
+        assert "3/3 files" in drawn_by("publish", str(src), "--repo", repo, "--path", "/p")
+        assert drawn_by("publish", str(src), "--repo", repo, "--path", "/q",
+                        "--no-progress") == ""
     finally:
         terminal.close()
         os.close(master)

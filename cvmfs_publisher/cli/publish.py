@@ -96,7 +96,8 @@ def _publish(publisher: Publisher, changes: list[Change], tag: str | None, messa
     from ..publisher import publish as run_publish
     from ..sources import open_source
 
-    opened = [(change, open_source(change.source) if change.source else None)
+    shown = progress and stderr.is_terminal
+    opened = [(change, open_source(change.source, estimate=shown) if change.source else None)
               for change in changes]  # every source checked before anything is locked
     estimates = [source[1] for _, source in opened if source is not None]
     files = (sum(e.files or 0 for e in estimates)

@@ -26,8 +26,12 @@ class SourceEstimate:
     bytes: int | None
 
 
-def open_source(src: Path) -> tuple[Iterator[Entry], SourceEstimate]:
-    """Pick the producer for a path given on the command line."""
+def open_source(src: Path, estimate: bool = True) -> tuple[Iterator[Entry], SourceEstimate]:
+    """Pick the producer for a path given on the command line.
+
+    A directory's estimate is a walk of its own (0.4 s for 100,000 files, a tenth of
+    their unchanged re-publish): ``estimate=False`` when no progress bar will show it.
+    """
     try:
         st = src.lstat()
     except FileNotFoundError:
@@ -35,7 +39,8 @@ def open_source(src: Path) -> tuple[Iterator[Entry], SourceEstimate]:
     except OSError as exc:
         raise SourceError(f"cannot read source {src}: {exc.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
-        return directory_entries(src), estimate_directory(src)
+        return directory_entries(src), (estimate_directory(src) if estimate
+                                        else SourceEstimate(None, None))
     if stat.S_ISREG(st.st_mode) and src.name.endswith(TAR_SUFFIXES):
         return tarball_entries(src), SourceEstimate(None, st.st_size)
     if stat.S_ISREG(st.st_mode):
