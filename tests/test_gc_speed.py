@@ -21,6 +21,9 @@ def test_forgetting_objects_uses_the_index(tmp_path: Path) -> None:
     plan = " ".join(str(row) for row in conn.execute(
         "EXPLAIN QUERY PLAN DELETE FROM objects WHERE object = ?", ("x",)))
     assert "USING INDEX objects_by_object" in plan, plan
+    plan = " ".join(str(row) for row in conn.execute(
+        "EXPLAIN QUERY PLAN DELETE FROM catalog_prints WHERE catalog = ?", ("x",)))
+    assert "USING INDEX sqlite_autoindex_catalog_prints" in plan, plan
 
 
 def test_gc_of_40000_objects_is_faster_than_publishing_them(cli, repo, tmp_path: Path) -> None:
@@ -41,4 +44,6 @@ def test_gc_of_40000_objects_is_faster_than_publishing_them(cli, repo, tmp_path:
     collecting = time.perf_counter() - started
     assert result.code == 0, result.err
     assert '"garbage": [' in result.out and result.out.count("data/") >= FILES
-    assert collecting < publishing, (collecting, publishing)
+    # gc takes 0.7-0.8x the publish here; a table scan per object took 2.7x, and a loaded
+    # machine must not fail the suite on the gap between those
+    assert collecting < 1.5 * publishing, (collecting, publishing)

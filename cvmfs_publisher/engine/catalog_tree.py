@@ -4,6 +4,11 @@ Only catalogs on the paths a publish touches are loaded, edited in place (SQLite
 copies) and re-uploaded; every other nested catalog keeps its hash. That is what makes
 the cost of a publish follow the size of the change instead of the repository.
 
+A staged tree that replaces a path brings back, whole and by hash, every nested catalog
+whose subtree it stages unchanged: the content index remembers the print of the subtree
+each new nested catalog was written from (``subtree_print``), so an unchanged release costs
+no rows, no catalog write and no upload, only the walk that proves it unchanged.
+
 Counters: ``self_*`` are recounted from a catalog's rows; ``subtree_*`` are carried as a
 delta (old value, minus the totals of removed or rewritten children, plus the new totals
 of rewritten children), so untouched children never have to be opened.
@@ -12,6 +17,7 @@ of rewritten children), so untouched children never have to be opened.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import logging
 import shutil
@@ -73,6 +79,16 @@ class WorkingCatalog:
             self.retime.add(directory)
 
 
+@dataclass(frozen=True)
+class DroppedCatalog:
+    """A nested catalog removed unchanged: what its mountpoint needs to take it back."""
+
+    content_hash: ContentHash
+    size: int
+    root: DirEntry
+    total: Tally
+
+
 def root_entry(now: int, owner: Owner) -> DirEntry:
     """The root directory as upstream's ``CreateRepository`` makes it."""
     return DirEntry("", ROOT_MODE, DIRECTORY_SIZE, now, int(Flag.DIR), owner.uid, owner.gid,
@@ -92,6 +108,7 @@ class CatalogTree:
         empty_file: ContentHash | None = None,
         max_entries: int | None = None,
         min_entries: int = 1_000,
+        prints: Callable[[ContentHash], bytes | None] | None = None,
     ) -> None:
         self.workdir = workdir
         self.fetch = fetch
@@ -105,6 +122,12 @@ class CatalogTree:
         self._names = itertools.count()
         self._previous: dict[str, tuple[ContentHash, int] | None] = {}
         self._groups: dict[int, itertools.count] = {}
+        # nested catalogs taken back whole when their staged subtree has the print they
+        # were written from (``prints``: the content index's record; None: never)
+        self.prints = prints
+        self._dropped: dict[str, DroppedCatalog] = {}
+        self.fresh_prints: dict[str, bytes] = {}  # mountpoint of a new catalog -> print
+        self._print_cache: dict[int, bytes | None] = {}  # id(node): nested catalogs nest
         self.root = self._load("", root_hash, None)
 
     # -- loading --------------------------------------------------------------------------
@@ -161,7 +184,7 @@ class CatalogTree:
         if path == wc.mountpoint:
             parent = wc.parent
             assert parent is not None
-            self._drop(wc)
+            self._drop(wc, next((r.size for r in parent.catalog.nested() if r.path == path), 0))
             parent.catalog.drop_nested(path)
             parent.catalog.remove_tree(path)
             parent.touch(parent_path(path), retime=retime)
@@ -175,15 +198,22 @@ class CatalogTree:
     def _remove_inside(self, wc: WorkingCatalog, path: str) -> None:
         for ref in wc.catalog.nested():
             if is_within(ref.path, path):
-                self._drop(self._child(ref, wc))
+                self._drop(self._child(ref, wc), ref.size)
                 wc.catalog.drop_nested(ref.path)
         wc.catalog.remove_tree(path)
 
-    def _drop(self, wc: WorkingCatalog) -> None:
-        """Forget a catalog and its loaded descendants; its parent loses its totals."""
+    def _drop(self, wc: WorkingCatalog, size: int) -> None:
+        """Forget a catalog and its loaded descendants; its parent loses its totals.
+
+        One this publish has not edited can come back whole (``_reuse``).
+        """
         assert wc.parent is not None
         if wc.counted_in_parent:
             wc.parent.delta = wc.parent.delta - wc.old_counters.total()
+        root = wc.catalog.lookup(wc.mountpoint)
+        if wc.old_hash is not None and not wc.dirty and size and root is not None:
+            self._dropped[wc.mountpoint] = DroppedCatalog(wc.old_hash, size, root,
+                                                          wc.old_counters.total())
         for mountpoint in [m for m in self.loaded if is_within(m, wc.mountpoint)]:
             gone = self.loaded.pop(mountpoint)
             with contextlib.suppress(Exception):
@@ -249,20 +279,43 @@ class CatalogTree:
                     entry = entry.evolve(linkcount=members, hardlink_group=group)
                 rows[wc].append((path, entry, chunks))
                 continue
-            wc = self._place_directory(path, node, wc, rows)
-            stack.extend(reversed(self._children(path, node, wc)))
+            placed = self._place_directory(path, node, wc, rows)
+            if placed is not None:
+                stack.extend(reversed(self._children(path, node, placed)))
 
     def _place_directory(self, path: str, node: Node, wc: WorkingCatalog, rows: dict
-                         ) -> WorkingCatalog:
+                         ) -> WorkingCatalog | None:
         """The directory's row (none for the root, which keeps its own); returns the
-        catalog its children go to: a new nested one if it holds a catalog marker."""
+        catalog its children go to: a new nested one if it holds a catalog marker, None if
+        the catalog it had is taken back whole."""
         if path == "":
             return wc
         entry = self._directory_entry(node, path.rsplit("/", 1)[-1])
         if self._wants_catalog(node):
+            if self._reuse(path, node, wc):
+                return None
             return self._new_nested(path, entry, wc)
         rows[wc].append((path, entry, ()))
         return wc
+
+    def _reuse(self, path: str, node: Node, parent: WorkingCatalog) -> bool:
+        """Mount the catalog removed from ``path`` again if the staged subtree has the print
+        that catalog was written from: same rows, so none are built, written or uploaded.
+        Otherwise remember the print for the catalog about to be written."""
+        if self.prints is None:
+            return False
+        mark = subtree_print(node, self.algorithm, self._print_cache)
+        old = self._dropped.pop(path, None)
+        if mark is None or old is None or self.prints(old.content_hash) != mark:
+            if mark is not None:
+                self.fresh_prints[path] = mark
+            return False
+        flags = (old.root.flags & ~Flag.NESTED_ROOT) | Flag.NESTED_MOUNTPOINT
+        parent.catalog.add(path, old.root.evolve(flags=int(flags)))
+        parent.catalog.set_nested(NestedRef(path, old.content_hash, old.size))
+        parent.delta = parent.delta + old.total
+        parent.dirty = True
+        return True
 
     def _children(self, path: str, node: Node, wc: WorkingCatalog
                   ) -> list[tuple[str, Node, WorkingCatalog, int, int]]:
@@ -347,6 +400,7 @@ class CatalogTree:
         """
         entry = wc.catalog.lookup(path)
         assert entry is not None and entry.is_directory and not entry.is_mountpoint
+        self._unprint(wc)
         child = self._create_catalog(path, entry, wc)
         wc.catalog.move_below(path, child.catalog)
         for ref in wc.catalog.nested():
@@ -375,6 +429,7 @@ class CatalogTree:
         """Fold a nested catalog back into its parent: the inverse of ``split``."""
         parent = child.parent
         assert parent is not None
+        self._unprint(parent)
         path = child.mountpoint
         root = child.catalog.lookup(path)
         assert root is not None
@@ -399,6 +454,14 @@ class CatalogTree:
         with contextlib.suppress(Exception):
             child.catalog.conn.close()
         parent.touch(path, retime=False)
+
+    def _unprint(self, wc: WorkingCatalog) -> None:
+        """A split or merge changed rows after placement: no print for ``wc`` and the
+        catalogs above it, so a later publish rebuilds them under the options it has then."""
+        ancestor: WorkingCatalog | None = wc
+        while ancestor is not None:
+            self.fresh_prints.pop(ancestor.mountpoint, None)
+            ancestor = ancestor.parent
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -501,3 +564,60 @@ def _leaf_entry(node: Node, name: str, algorithm: Algorithm
                         **common), ()
     size = node.rdev if stat.S_ISCHR(node.st_mode) or stat.S_ISBLK(node.st_mode) else 0
     return DirEntry(size=size, flags=int(Flag.FILE | Flag.SPECIAL), **common), ()
+
+
+def subtree_print(top: Node, algorithm: Algorithm,
+                  prints: dict[int, bytes | None] | None = None) -> bytes | None:
+    """A digest of everything the rows of a catalog made from ``top``'s subtree depend on:
+    names, kinds, modes, owners, times, sizes, targets, devices, xattrs, every file's
+    object or chunk list, and the algorithm. None for a subtree with hard links (their
+    group numbers depend on the catalog they land in).
+
+    Bottom-up, a digest per directory, with a stack: a staged tree may be thousands of
+    levels deep. ``prints`` (by ``id`` of the node) carries directory prints from one call
+    to the next, so a catalog nested in another is printed once, not once per ancestor.
+    """
+    prints = {} if prints is None else prints
+    stack: list[tuple[Node, bool]] = [(top, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in prints:
+            continue
+        children = node.children or {}
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children.values()
+                         if c.kind is Kind.DIR and id(c) not in prints)
+            continue
+        digest = hashlib.blake2b(repr((algorithm.value, node.st_mode, node.uid, node.gid,
+                                       node.mtime, node.xattr)).encode(), digest_size=20)
+        for name in sorted(children):
+            child = children[name]
+            if child.kind is Kind.DIR:
+                below = prints[id(child)]
+                if below is None:
+                    prints[id(node)] = None
+                    break
+                digest.update(repr((name, below)).encode())
+                continue
+            leaf = _leaf_print(child)
+            if leaf is None:
+                prints[id(node)] = None
+                break
+            digest.update(repr((name, leaf)).encode())
+        else:
+            prints[id(node)] = digest.digest()
+    return prints[id(top)]
+
+
+def _leaf_print(node: Node) -> tuple | None:
+    if node.primary is not None:
+        return None
+    if node.kind is not Kind.FILE:
+        return (node.st_mode, node.uid, node.gid, node.mtime, node.size, node.target,
+                node.rdev, node.xattr)
+    assert node.content is not None
+    stored = node.content.result()
+    chunks = tuple((c.offset, c.size, str(c.content_hash)) for c in stored.chunks)
+    return (node.st_mode, node.uid, node.gid, node.mtime, stored.size, node.xattr,
+            str(stored.content_hash), int(stored.compression), chunks)

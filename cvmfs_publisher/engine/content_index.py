@@ -3,7 +3,7 @@ asked about again.
 
 An object's name is the hash of its *compressed* bytes, so it cannot be derived from the
 file: a republish would otherwise recompress everything to learn names it already knows.
-One SQLite file per storage location keeps two tables:
+One SQLite file per storage location keeps three tables:
 
 - ``objects``: raw content -> the object holding it (keyed by SHA-256 of the raw content,
   so a SHA-1 collision cannot swap contents);
@@ -12,7 +12,10 @@ One SQLite file per storage location keeps two tables:
   unchanged is not even opened. Any write to a file changes its ctime, and a replaced file
   has another inode, so content that changed with the same size and mtime is read again.
   Signatures within ``RACY_SECONDS`` of the walk are not recorded: a write in the same
-  clock tick as our ``lstat`` could leave the ctime unchanged (git's "racy" entries).
+  clock tick as our ``lstat`` could leave the ctime unchanged (git's "racy" entries);
+- ``catalog_prints``: a nested catalog -> the print of the staged subtree it was written
+  from, so a re-publish mounts an unchanged release's catalog again instead of rebuilding it
+  (``catalog_tree``).
 
 Trust: rows are hints until proven. They are *verified*, i.e. the object is used without
 asking the storage, only when they were confirmed in the current ``generation`` and the
@@ -47,6 +50,9 @@ SCHEMA = (
     "PRIMARY KEY (dir, name)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS files_by_object ON files (object)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
+    # a nested catalog -> the print of the staged subtree it was written from
+    # (``catalog_tree.subtree_print``): the same print again means the same catalog
+    "CREATE TABLE IF NOT EXISTS catalog_prints (catalog TEXT PRIMARY KEY, print BLOB)",
 )
 VERSION = 2  # in the file name: an older cache is left alone, not migrated
 RACY_SECONDS = 2.0  # coarse file system clocks (FAT: 2 s) and kernel timestamp ticks
@@ -94,6 +100,7 @@ class ContentIndex:
         self._reader_conns: list[sqlite3.Connection] = []
         self.pending: list[tuple[bytes, int, str, int]] = []
         self.pending_files: list[tuple] = []
+        self.pending_prints: list[tuple[str, bytes]] = []
         self.generation = int(self._meta("generation") or 0)
         self.trusted = False  # until ``begin`` finds the head this index saw last
         self._dirs: dict[str, dict[str, tuple]] = {}
@@ -193,18 +200,38 @@ class ContentIndex:
                                        _chunks_text(chunks) if chunks else None,
                                        self.generation))
 
+    # -- nested catalogs by what they were written from ---------------------------------------
+
+    def catalog_print(self, catalog: ContentHash) -> bytes | None:
+        """The print of the subtree ``catalog`` was written from, if this index saw it.
+
+        A catalog is content-addressed, so the row never goes stale; it is used only for a
+        catalog the current head still references, so the object is there.
+        """
+        with self.lock:
+            row = self.conn.execute("SELECT print FROM catalog_prints WHERE catalog = ?",
+                                    (str(catalog),)).fetchone()
+        return row[0] if row else None
+
+    def record_catalog_print(self, catalog: ContentHash, mark: bytes) -> None:
+        with self.lock:
+            self.pending_prints.append((str(catalog), mark))
+
     # -- writing and forgetting ---------------------------------------------------------------
 
     def flush(self) -> None:
         with self.lock:
             rows, self.pending = self.pending, []
             files, self.pending_files = self.pending_files, []
-            if rows or files:
+            prints, self.pending_prints = self.pending_prints, []
+            if rows or files or prints:
                 self.conn.execute("BEGIN")
                 self.conn.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)",
                                       rows)
                 self.conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
                                       files)
+                self.conn.executemany("INSERT OR REPLACE INTO catalog_prints VALUES (?, ?)",
+                                      prints)
                 self.conn.execute("COMMIT")
 
     def discard(self) -> None:
@@ -212,6 +239,7 @@ class ContentIndex:
         with self.lock:
             self.pending.clear()
             self.pending_files.clear()
+            self.pending_prints.clear()
 
     def forget(self, content_hashes: set[str]) -> None:
         """Drop entries for objects garbage collection deleted."""
@@ -220,6 +248,7 @@ class ContentIndex:
             self.conn.execute("BEGIN")
             self.conn.executemany("DELETE FROM objects WHERE object = ?", gone)
             self.conn.executemany("DELETE FROM files WHERE object = ?", gone)
+            self.conn.executemany("DELETE FROM catalog_prints WHERE catalog = ?", gone)
             chunked = self.conn.execute(
                 "SELECT dir, name, chunks FROM files WHERE chunks IS NOT NULL").fetchall()
             self.conn.executemany("DELETE FROM files WHERE dir = ? AND name = ?", [

@@ -170,17 +170,34 @@ class Transaction:
             empty_file=empty,
             max_entries=self.options.autocatalog_max,
             min_entries=self.options.autocatalog_min,
+            prints=self.index.catalog_print,
         )
         try:
             for op in self.ops:
                 self._apply(tree, op)
             root = tree.finalize(self._store_catalog, self.options.ttl)
             written = [wc.mountpoint or "/" for wc in tree.loaded.values() if wc.done]
+            self._record_prints(tree)
         finally:
             tree.close()
         assert root.done is not None and root.previous is not None
         root_hash, root_size, _ = root.done
         return root_hash, root_size, root.previous[1] + 1, written
+
+    def _record_prints(self, tree: CatalogTree) -> None:
+        """Which subtree each new nested catalog was written from, for the next publish.
+
+        Only when one staged tree was placed: then a new catalog's rows are those its
+        subtree made (splits and merges drop the prints they touch). A row is true of the
+        catalog's bytes whether this publish commits or not; it is only ever used for a
+        catalog a later head references.
+        """
+        if len(self.ops) != 1:
+            return
+        for wc in tree.loaded.values():
+            mark = tree.fresh_prints.get(wc.mountpoint)
+            if mark is not None and wc.done is not None:
+                self.index.record_catalog_print(wc.done[0], mark)
 
     def _rollback_root(self) -> tuple[ContentHash, int, int]:
         """The target's root catalog as the next revision: nested catalogs are shared."""

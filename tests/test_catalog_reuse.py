@@ -1,0 +1,183 @@
+"""A re-publish takes back, whole, every nested catalog whose staged subtree is unchanged.
+
+The content index records, for each nested catalog a publish writes, a print of the staged
+subtree it was written from (``catalog_tree.subtree_print``); when a later publish stages a
+subtree with the same print where that catalog is mounted, the catalog is mounted again by
+hash instead of being rebuilt. The oracle in every test is a second repository that publishes
+the same source with an empty cache (nothing taken back): a client must see the same tree,
+and ``verify`` (link counts, counters, nested hashes, every object) must pass.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from publishers import tree_of
+
+from cvmfs_publisher.backends.native import NativePublisher
+from cvmfs_publisher.engine import content_index
+from cvmfs_publisher.engine.options import EngineOptions
+from cvmfs_publisher.engine.repository import NativeRepository
+from cvmfs_publisher.publisher import CommitResult
+from cvmfs_publisher.sources import open_source
+from cvmfs_publisher.storage.local import LocalStorage
+
+NAME = "reuse.example.org"
+RELEASES = ("a", "b", "c")
+MTIME = 1_700_000_000
+
+
+@pytest.fixture(autouse=True)
+def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fresh files count as unchanged at once, so the stat shortcut would skip them."""
+    monkeypatch.setattr(content_index, "RACY_SECONDS", 0.0)
+
+
+def make_src(root: Path) -> Path:
+    for release in RELEASES:
+        top = root / release
+        (top / "bin").mkdir(parents=True)
+        (top / ".cvmfscatalog").write_bytes(b"")
+        (top / "bin" / "tool").write_text(f"tool of {release}\n")
+        (top / "README").write_text(f"release {release}\n")
+        (top / "link").symlink_to("bin/tool")
+    (root / "top.txt").write_text("top\n")
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (MTIME, MTIME), follow_symlinks=False)
+    return root
+
+
+def make_repo(base: Path, **options: object) -> NativeRepository:
+    repo = NativeRepository(LocalStorage(base / "repo"), NAME, keys_dir=base / "keys",
+                            options=EngineOptions(cache_dir=base / "cache", **options))
+    if not (base / "repo" / ".cvmfspublished").exists():
+        repo.create()
+    return repo
+
+
+def publish(repo: NativeRepository, src: Path) -> CommitResult:
+    with repo.transaction() as txn:
+        txn.replace("/src", open_source(src)[0])
+        return txn.commit()
+
+
+def nested(repo: NativeRepository) -> dict[str, str]:
+    reader = repo.reader()
+    try:
+        return {ref.path: str(ref.content_hash) for ref in reader.root_catalog().nested()}
+    finally:
+        reader.close()
+
+
+def same_as_from_scratch(repo: NativeRepository, src: Path, scratch: Path,
+                         **options: object) -> None:
+    """The repository shows what one published from ``src`` with no cache shows."""
+    oracle = make_repo(scratch, **options)
+    publish(oracle, src)
+    assert tree_of(NativePublisher(repo), "/src") == tree_of(NativePublisher(oracle), "/src")
+    assert repo.verify().problems == []
+
+
+def test_unchanged_republish_keeps_every_nested_catalog(tmp_path: Path) -> None:
+    src = make_src(tmp_path / "src")
+    repo = make_repo(tmp_path)
+    first = publish(repo, src)
+    assert first.catalogs_written == ["/", "/src/a", "/src/b", "/src/c"]
+    before = nested(repo)
+    again = publish(repo, src)
+    assert again.catalogs_written == ["/"]
+    assert nested(repo) == before
+    same_as_from_scratch(repo, src, tmp_path / "oracle")
+
+
+def rewrite_same_size_and_mtime(top: Path) -> None:
+    """New bytes, same size, mtime put back: only the content (and ctime) differ."""
+    tool = top / "bin" / "tool"
+    tool.write_text(tool.read_text().upper())
+    os.utime(tool, (MTIME, MTIME))
+
+
+def chmod(top: Path) -> None:
+    (top / "README").chmod(0o600)
+
+
+def retarget(top: Path) -> None:
+    (top / "link").unlink()
+    (top / "link").symlink_to("README")
+    os.utime(top, (MTIME, MTIME))
+
+
+def add_file(top: Path) -> None:
+    (top / "bin" / "more").write_text("more\n")
+
+
+def retime_directory(top: Path) -> None:
+    os.utime(top / "bin", (MTIME + 60, MTIME + 60))
+
+
+@pytest.mark.parametrize("change", [rewrite_same_size_and_mtime, chmod, retarget, add_file,
+                                    retime_directory])
+def test_a_changed_release_is_written_again(tmp_path: Path,
+                                            change: Callable[[Path], None]) -> None:
+    src = make_src(tmp_path / "src")
+    repo = make_repo(tmp_path)
+    publish(repo, src)
+    before = nested(repo)
+    change(src / "b")
+    result = publish(repo, src)
+    assert result.catalogs_written == ["/", "/src/b"]
+    after = nested(repo)
+    assert after["/src/a"] == before["/src/a"] and after["/src/c"] == before["/src/c"]
+    assert after["/src/b"] != before["/src/b"]
+    same_as_from_scratch(repo, src, tmp_path / "oracle")
+
+
+def test_hard_links_are_always_written_again(tmp_path: Path) -> None:
+    src = make_src(tmp_path / "src")
+    os.link(src / "a" / "README", src / "a" / "README.again")
+    repo = make_repo(tmp_path)
+    publish(repo, src)
+    assert publish(repo, src).catalogs_written == ["/", "/src/a"]
+    same_as_from_scratch(repo, src, tmp_path / "oracle")
+
+
+def test_without_the_cache_every_catalog_is_written_again(tmp_path: Path) -> None:
+    src = make_src(tmp_path / "src")
+    repo = make_repo(tmp_path)
+    publish(repo, src)
+    shutil.rmtree(tmp_path / "cache")
+    assert publish(repo, src).catalogs_written == ["/", "/src/a", "/src/b", "/src/c"]
+    same_as_from_scratch(repo, src, tmp_path / "oracle")
+
+
+def test_a_split_catalog_is_written_again_and_stays_right(tmp_path: Path) -> None:
+    """Autocatalogs reshape a catalog after it was placed: no print is kept for it (nor
+    for the catalogs above it); the other releases are still taken back."""
+    src = make_src(tmp_path / "src")
+    for n in range(60):
+        lib = src / "c" / "lib" / f"d{n // 10}"
+        lib.mkdir(parents=True, exist_ok=True)
+        (lib / f"f{n:02d}").write_text(f"{n}\n")
+    options = {"autocatalog_max": 40, "autocatalog_min": 5}
+    repo = make_repo(tmp_path, **options)
+    first = publish(repo, src)
+    split = [c for c in first.catalogs_written if c.startswith("/src/c/lib/")]
+    assert split  # autocatalogs below the release
+    again = publish(repo, src)
+    assert "/src/c" in again.catalogs_written and "/src/a" not in again.catalogs_written
+    same_as_from_scratch(repo, src, tmp_path / "oracle", **options)
+
+
+def test_a_release_published_by_its_own_path_is_taken_back(tmp_path: Path) -> None:
+    src = make_src(tmp_path / "src")
+    repo = make_repo(tmp_path)
+    publish(repo, src)
+    with repo.transaction() as txn:
+        txn.replace("/src/b", open_source(src / "b")[0])
+        result = txn.commit()
+    assert result.catalogs_written == ["/"]
+    same_as_from_scratch(repo, src, tmp_path / "oracle")
