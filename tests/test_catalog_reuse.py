@@ -78,8 +78,18 @@ def same_as_from_scratch(repo: NativeRepository, src: Path, scratch: Path,
     """The repository shows what one published from ``src`` with no cache shows."""
     oracle = make_repo(scratch, **options)
     publish(oracle, src)
-    assert tree_of(NativePublisher(repo), "/src") == tree_of(NativePublisher(oracle), "/src")
+    assert seen(repo) == seen(oracle)
     assert repo.verify().problems == []
+
+
+def seen(repo: NativeRepository) -> dict[str, tuple]:
+    """What a client sees below /src; markers an autocatalog split added carry the time
+    of the publish that split, so their mtime is left out."""
+    tree = tree_of(NativePublisher(repo), "/src")
+    split = {path.rsplit("/", 1)[0] for path in tree if path.endswith("/.cvmfsautocatalog")}
+    markers = {f"{d}/{m}" for d in split for m in (".cvmfscatalog", ".cvmfsautocatalog")}
+    return {path: (*value[:4], *value[5:]) if path in markers else value
+            for path, value in tree.items()}
 
 
 def test_unchanged_republish_keeps_every_nested_catalog(tmp_path: Path) -> None:

@@ -589,24 +589,18 @@ def subtree_print(top: Node, algorithm: Algorithm,
             stack.extend((c, False) for c in children.values()
                          if c.kind is Kind.DIR and id(c) not in prints)
             continue
-        digest = hashlib.blake2b(repr((algorithm.value, node.st_mode, node.uid, node.gid,
-                                       node.mtime, node.xattr)).encode(), digest_size=20)
+        rows: list[object] = [algorithm.value, node.st_mode, node.uid, node.gid, node.mtime,
+                              node.xattr]
         for name in sorted(children):
             child = children[name]
-            if child.kind is Kind.DIR:
-                below = prints[id(child)]
-                if below is None:
-                    prints[id(node)] = None
-                    break
-                digest.update(repr((name, below)).encode())
-                continue
-            leaf = _leaf_print(child)
-            if leaf is None:
-                prints[id(node)] = None
+            row = prints[id(child)] if child.kind is Kind.DIR else _leaf_print(child)
+            if row is None:
                 break
-            digest.update(repr((name, leaf)).encode())
+            rows.append((name, row))
         else:
-            prints[id(node)] = digest.digest()
+            prints[id(node)] = hashlib.blake2b(repr(rows).encode(), digest_size=20).digest()
+            continue
+        prints[id(node)] = None
     return prints[id(top)]
 
 
@@ -618,6 +612,7 @@ def _leaf_print(node: Node) -> tuple | None:
                 node.rdev, node.xattr)
     assert node.content is not None
     stored = node.content.result()
-    chunks = tuple((c.offset, c.size, str(c.content_hash)) for c in stored.chunks)
+    whole = stored.content_hash
+    chunks = tuple((c.offset, c.size, c.content_hash.digest) for c in stored.chunks)
     return (node.st_mode, node.uid, node.gid, node.mtime, stored.size, node.xattr,
-            str(stored.content_hash), int(stored.compression), chunks)
+            whole.digest if whole else None, int(stored.compression), chunks)

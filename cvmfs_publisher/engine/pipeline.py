@@ -71,13 +71,16 @@ class PendingFile:
     known: StoredFile | None = None
 
     def result(self) -> StoredFile:
+        """Kept once known: placement and the subtree print each ask for every file."""
         if self.known is not None:
             return self.known
         if self.whole is not None:
             content_hash, size = self.whole.result()
-            return StoredFile(size, content_hash, (), self.compression)
-        chunks = tuple(Chunk(off, n, fut.result()[0]) for off, n, fut in self.pieces)
-        return StoredFile(self.size, None, chunks, self.compression)
+            self.known = StoredFile(size, content_hash, (), self.compression)
+        else:
+            chunks = tuple(Chunk(off, n, fut.result()[0]) for off, n, fut in self.pieces)
+            self.known = StoredFile(self.size, None, chunks, self.compression)
+        return self.known
 
     def stored(self) -> StoredFile | None:
         """The result if every object was stored, else None (never waits)."""
