@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvmfs_publisher.config import Config, RepositoryConfig
-from cvmfs_publisher.publisher import Publisher
+from cvmfs_publisher.engine.options import EngineOptions
+from cvmfs_publisher.engine.repository import NativeRepository
+from cvmfs_publisher.publisher import CommitResult, Publisher
 from cvmfs_publisher.repositories import open_publisher, register_repository
+from cvmfs_publisher.sources import open_source
+from cvmfs_publisher.storage.local import LocalStorage
 
 FAKE_SERVER = Path(__file__).resolve().parent / "fakes" / "cvmfs_server"
 BACKENDS = ("native", "cvmfs_server")
@@ -69,6 +73,24 @@ def make_native(base: Path, name: str) -> Publisher:
     register_repository(config, RepositoryConfig(name, str(base / "stratum0"),
                                                  base / "keys", {}))
     return open_publisher(config.get(name))
+
+
+def engine_repository(base: Path, name: str, cache: str = "cache",
+                      **options: object) -> NativeRepository:
+    """A native repository driven through the engine itself (no config), created on first
+    use; its content index and object cache live in ``base / cache``."""
+    repo = NativeRepository(LocalStorage(base / "repo"), name, keys_dir=base / "keys",
+                            options=EngineOptions(cache_dir=base / cache, **options))
+    if not (base / "repo" / ".cvmfspublished").exists():
+        repo.create()
+    return repo
+
+
+def publish_source(repo: NativeRepository, src: Path, path: str = "/src") -> CommitResult:
+    """``src`` (a directory, a file or a tarball) published at ``path`` in one revision."""
+    with repo.transaction() as txn:
+        txn.replace(path, open_source(src)[0])
+        return txn.commit()
 
 
 def make_classic(base: Path, name: str, fake: FakeServer, **settings: object) -> Publisher:

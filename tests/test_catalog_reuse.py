@@ -16,15 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from publishers import tree_of
+from publishers import engine_repository, publish_source, tree_of
 
 from cvmfs_publisher.backends.native import NativePublisher
 from cvmfs_publisher.engine import content_index
-from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
-from cvmfs_publisher.publisher import CommitResult
-from cvmfs_publisher.sources import open_source
-from cvmfs_publisher.storage.local import LocalStorage
 
 NAME = "reuse.example.org"
 RELEASES = ("a", "b", "c")
@@ -52,17 +48,7 @@ def make_src(root: Path) -> Path:
 
 
 def make_repo(base: Path, **options: object) -> NativeRepository:
-    repo = NativeRepository(LocalStorage(base / "repo"), NAME, keys_dir=base / "keys",
-                            options=EngineOptions(cache_dir=base / "cache", **options))
-    if not (base / "repo" / ".cvmfspublished").exists():
-        repo.create()
-    return repo
-
-
-def publish(repo: NativeRepository, src: Path) -> CommitResult:
-    with repo.transaction() as txn:
-        txn.replace("/src", open_source(src)[0])
-        return txn.commit()
+    return engine_repository(base, NAME, **options)
 
 
 def nested(repo: NativeRepository) -> dict[str, str]:
@@ -77,7 +63,7 @@ def same_as_from_scratch(repo: NativeRepository, src: Path, scratch: Path,
                          **options: object) -> None:
     """The repository shows what one published from ``src`` with no cache shows."""
     oracle = make_repo(scratch, **options)
-    publish(oracle, src)
+    publish_source(oracle, src)
     assert seen(repo) == seen(oracle)
     assert repo.verify().problems == []
 
@@ -95,10 +81,10 @@ def seen(repo: NativeRepository) -> dict[str, tuple]:
 def test_unchanged_republish_keeps_every_nested_catalog(tmp_path: Path) -> None:
     src = make_src(tmp_path / "src")
     repo = make_repo(tmp_path)
-    first = publish(repo, src)
+    first = publish_source(repo, src)
     assert first.catalogs_written == ["/", "/src/a", "/src/b", "/src/c"]
     before = nested(repo)
-    again = publish(repo, src)
+    again = publish_source(repo, src)
     assert again.catalogs_written == ["/"]
     assert nested(repo) == before
     same_as_from_scratch(repo, src, tmp_path / "oracle")
@@ -135,10 +121,10 @@ def test_a_changed_release_is_written_again(tmp_path: Path,
                                             change: Callable[[Path], None]) -> None:
     src = make_src(tmp_path / "src")
     repo = make_repo(tmp_path)
-    publish(repo, src)
+    publish_source(repo, src)
     before = nested(repo)
     change(src / "b")
-    result = publish(repo, src)
+    result = publish_source(repo, src)
     assert result.catalogs_written == ["/", "/src/b"]
     after = nested(repo)
     assert after["/src/a"] == before["/src/a"] and after["/src/c"] == before["/src/c"]
@@ -150,17 +136,17 @@ def test_hard_links_are_always_written_again(tmp_path: Path) -> None:
     src = make_src(tmp_path / "src")
     os.link(src / "a" / "README", src / "a" / "README.again")
     repo = make_repo(tmp_path)
-    publish(repo, src)
-    assert publish(repo, src).catalogs_written == ["/", "/src/a"]
+    publish_source(repo, src)
+    assert publish_source(repo, src).catalogs_written == ["/", "/src/a"]
     same_as_from_scratch(repo, src, tmp_path / "oracle")
 
 
 def test_without_the_cache_every_catalog_is_written_again(tmp_path: Path) -> None:
     src = make_src(tmp_path / "src")
     repo = make_repo(tmp_path)
-    publish(repo, src)
+    publish_source(repo, src)
     shutil.rmtree(tmp_path / "cache")
-    assert publish(repo, src).catalogs_written == ["/", "/src/a", "/src/b", "/src/c"]
+    assert publish_source(repo, src).catalogs_written == ["/", "/src/a", "/src/b", "/src/c"]
     same_as_from_scratch(repo, src, tmp_path / "oracle")
 
 
@@ -174,10 +160,10 @@ def test_a_split_catalog_is_written_again_and_stays_right(tmp_path: Path) -> Non
         (lib / f"f{n:02d}").write_text(f"{n}\n")
     options = {"autocatalog_max": 40, "autocatalog_min": 5}
     repo = make_repo(tmp_path, **options)
-    first = publish(repo, src)
+    first = publish_source(repo, src)
     split = [c for c in first.catalogs_written if c.startswith("/src/c/lib/")]
     assert split  # autocatalogs below the release
-    again = publish(repo, src)
+    again = publish_source(repo, src)
     assert "/src/c" in again.catalogs_written and "/src/a" not in again.catalogs_written
     same_as_from_scratch(repo, src, tmp_path / "oracle", **options)
 
@@ -185,9 +171,6 @@ def test_a_split_catalog_is_written_again_and_stays_right(tmp_path: Path) -> Non
 def test_a_release_published_by_its_own_path_is_taken_back(tmp_path: Path) -> None:
     src = make_src(tmp_path / "src")
     repo = make_repo(tmp_path)
-    publish(repo, src)
-    with repo.transaction() as txn:
-        txn.replace("/src/b", open_source(src / "b")[0])
-        result = txn.commit()
-    assert result.catalogs_written == ["/"]
+    publish_source(repo, src)
+    assert publish_source(repo, src / "b", "/src/b").catalogs_written == ["/"]
     same_as_from_scratch(repo, src, tmp_path / "oracle")

@@ -11,15 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from publishers import engine_repository
 
 from cvmfs_publisher.cvmfs.compression import PRESETS
 from cvmfs_publisher.engine import pipeline
-from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
 from cvmfs_publisher.entries import Entry
 from cvmfs_publisher.errors import SourceError, StorageError
 from cvmfs_publisher.sources import open_source
-from cvmfs_publisher.storage.local import LocalStorage
 
 NAME = "lane.example.org"
 FILES = 300
@@ -43,11 +42,7 @@ def workers(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen]:
 
 
 def make_repo(tmp_path: Path, preset: str = "balanced") -> NativeRepository:
-    repo = NativeRepository(LocalStorage(tmp_path / "repo"), NAME, keys_dir=tmp_path / "keys",
-                            options=EngineOptions(cache_dir=tmp_path / "cache",
-                                                  compression=preset))
-    repo.create()
-    return repo
+    return engine_repository(tmp_path, NAME, compression=preset)
 
 
 def make_src(root: Path) -> dict[str, bytes]:

@@ -13,13 +13,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from publishers import engine_repository, publish_source
 
 from cvmfs_publisher.engine import content_index, pipeline
-from cvmfs_publisher.engine.options import EngineOptions
 from cvmfs_publisher.engine.repository import NativeRepository
-from cvmfs_publisher.publisher import CommitResult
-from cvmfs_publisher.sources import open_source
-from cvmfs_publisher.storage.local import LocalStorage
 
 NAME = "stat.example.org"
 MTIME = 1_700_000_000_000_000_000
@@ -45,17 +42,7 @@ def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_repo(tmp_path: Path, cache: str = "cache") -> NativeRepository:
-    repo = NativeRepository(LocalStorage(tmp_path / "repo"), NAME, keys_dir=tmp_path / "keys",
-                            options=EngineOptions(cache_dir=tmp_path / cache))
-    if not (tmp_path / "repo" / ".cvmfspublished").exists():
-        repo.create()
-    return repo
-
-
-def publish(repo: NativeRepository, src: Path) -> CommitResult:
-    with repo.transaction() as txn:
-        txn.replace("/src", open_source(src)[0])
-        return txn.commit()
+    return engine_repository(tmp_path, NAME, cache)
 
 
 def remove_and_collect(repo: NativeRepository, tmp_path: Path) -> None:
@@ -65,9 +52,7 @@ def remove_and_collect(repo: NativeRepository, tmp_path: Path) -> None:
         txn.commit()
     note = tmp_path / "note"
     note.write_text("a later revision\n")
-    with repo.transaction() as txn:
-        txn.replace("/note", open_source(note)[0])
-        txn.commit()
+    publish_source(repo, note, "/note")
     assert len(repo.gc(keep_revisions=1).garbage) >= 20
 
 
@@ -92,10 +77,10 @@ def src(tmp_path: Path) -> Path:
 def test_unchanged_files_are_not_read(tmp_path: Path, src: Path, reads: list[str],
                                       no_racy_window: None) -> None:
     repo = make_repo(tmp_path)
-    publish(repo, src)
+    publish_source(repo, src)
     assert len(reads) == 20
     reads.clear()
-    again = publish(repo, src)
+    again = publish_source(repo, src)
     assert reads == [] and again.objects_reused == 20 and again.files == 20
     assert repo.verify().problems == []
 
@@ -104,7 +89,7 @@ def test_unchanged_files_are_not_read(tmp_path: Path, src: Path, reads: list[str
 def test_same_size_and_mtime_with_new_content_is_read_again(
         tmp_path: Path, src: Path, reads: list[str], no_racy_window: None, how: str) -> None:
     repo = make_repo(tmp_path)
-    publish(repo, src)
+    publish_source(repo, src)
     before = os.lstat(src / "f07")
     new = b"FILE 07 CONTENT"
     assert len(new) == before.st_size
@@ -119,7 +104,7 @@ def test_same_size_and_mtime_with_new_content_is_read_again(
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     assert (after.st_ino, after.st_ctime_ns) != (before.st_ino, before.st_ctime_ns)
     reads.clear()
-    publish(repo, src)
+    publish_source(repo, src)
     assert reads == ["f07"]
     assert published(repo, "f07") == new
     assert repo.verify().problems == []
@@ -130,9 +115,9 @@ def test_fresh_files_are_read_until_their_ctime_is_safely_past(tmp_path: Path, s
     """Within RACY_SECONDS of the walk, a write in the same clock tick could keep the ctime:
     such files are not recorded, so the next publish reads them again."""
     repo = make_repo(tmp_path)
-    publish(repo, src)
+    publish_source(repo, src)
     reads.clear()
-    publish(repo, src)
+    publish_source(repo, src)
     assert sorted(reads) == sorted(p.name for p in src.iterdir())
 
 
@@ -142,15 +127,15 @@ def test_objects_collected_elsewhere_are_not_trusted(tmp_path: Path, src: Path,
     """Another machine (another cache) publishes and collects what we stored: our index
     no longer describes the head, so its rows are checked against the storage first."""
     ours = make_repo(tmp_path)
-    publish(ours, src)
+    publish_source(ours, src)
     remove_and_collect(make_repo(tmp_path, cache="other-cache"), tmp_path)
     reads.clear()
-    result = publish(ours, src)
+    result = publish_source(ours, src)
     assert sorted(reads) == sorted(p.name for p in src.iterdir())  # objects gone: read again
     assert result.objects_reused == 0
     assert ours.verify().problems == []
     reads.clear()
-    publish(ours, src)
+    publish_source(ours, src)
     assert reads == []  # and trusted again once our own commit is the head
 
 
@@ -158,10 +143,10 @@ def test_garbage_collection_forgets_what_it_deleted(tmp_path: Path, src: Path,
                                                     reads: list[str],
                                                     no_racy_window: None) -> None:
     repo = make_repo(tmp_path)
-    publish(repo, src)
+    publish_source(repo, src)
     remove_and_collect(repo, tmp_path)
     reads.clear()
-    publish(repo, src)
+    publish_source(repo, src)
     assert len(reads) == 20
     assert repo.verify().problems == []
 
@@ -169,9 +154,9 @@ def test_garbage_collection_forgets_what_it_deleted(tmp_path: Path, src: Path,
 def test_a_lost_cache_only_costs_reading_again(tmp_path: Path, src: Path, reads: list[str],
                                                no_racy_window: None) -> None:
     repo = make_repo(tmp_path)
-    publish(repo, src)
+    publish_source(repo, src)
     shutil.rmtree(tmp_path / "cache")
     reads.clear()
-    publish(repo, src)
+    publish_source(repo, src)
     assert len(reads) == 20
     assert repo.verify().problems == []
