@@ -49,6 +49,11 @@ stdout = Terminal("stdout")
 stderr = Terminal("stderr")
 
 
+def bar_shown(enabled: bool) -> bool:
+    """Whether a progress bar asked for is drawn: only on a terminal (stderr)."""
+    return enabled and stderr.is_terminal
+
+
 def emit_json(data: Any) -> None:
     import json
 
@@ -94,7 +99,7 @@ class PublishProgress:
             TransferSpeedColumn,
         )
 
-        self.enabled = enabled and stderr.is_terminal
+        self.enabled = bar_shown(enabled)
         self.lock = threading.Lock()
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -134,7 +139,7 @@ class WorkProgress:
     DELAY = 1.0  # seconds before a bar appears
 
     def __init__(self, description: str, enabled: bool) -> None:
-        self.enabled = enabled and stderr.is_terminal
+        self.enabled = bar_shown(enabled)
         self.description = description
         self.after = self.DELAY
         self.lock = threading.Lock()

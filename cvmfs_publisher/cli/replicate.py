@@ -32,7 +32,7 @@ from ..replication import (
 )
 from ..values import parse_duration
 from .common import json_option, parse_when, s3_flags, s3_mapping
-from .output import emit_json, human_bytes, stderr, stdout
+from .output import bar_shown, emit_json, human_bytes, stderr, stdout
 
 
 class SnapshotProgress:
@@ -40,7 +40,7 @@ class SnapshotProgress:
     silent when not on a terminal."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and stderr.is_terminal
+        self.enabled = bar_shown(enabled)
         self.lock = threading.Lock()
         self.copied = self.skipped = 0
         self.progress = Progress(
