@@ -56,6 +56,7 @@ class WorkingCatalog:
     catalog: Catalog
     parent: WorkingCatalog | None
     old_hash: ContentHash | None = None
+    old_size: int = 0  # raw bytes, as the parent's reference says (0: the root, or new)
     old_counters: Counters = field(default_factory=Counters)
     previous: tuple[ContentHash, int] | None = None  # (hash, revision) this one succeeds
     delta: Tally = field(default_factory=Tally)
@@ -108,7 +109,7 @@ class CatalogTree:
         empty_file: ContentHash | None = None,
         max_entries: int | None = None,
         min_entries: int = 1_000,
-        prints: Callable[[ContentHash], bytes | None] | None = None,
+        prints: Callable[[ContentHash], bytes | None],
     ) -> None:
         self.workdir = workdir
         self.fetch = fetch
@@ -123,7 +124,7 @@ class CatalogTree:
         self._previous: dict[str, tuple[ContentHash, int] | None] = {}
         self._groups: dict[int, itertools.count] = {}
         # nested catalogs taken back whole when their staged subtree has the print they
-        # were written from (``prints``: the content index's record; None: never)
+        # were written from (``prints``: the content index's record)
         self.prints = prints
         self._dropped: dict[str, DroppedCatalog] = {}
         self.fresh_prints: dict[str, bytes] = {}  # mountpoint of a new catalog -> print
@@ -135,20 +136,21 @@ class CatalogTree:
     def _working_file(self) -> Path:
         return self.workdir / f"catalog-{next(self._names)}.db"
 
-    def _load(self, mountpoint: str, content_hash: ContentHash, parent: WorkingCatalog | None
-              ) -> WorkingCatalog:
+    def _load(self, mountpoint: str, content_hash: ContentHash, parent: WorkingCatalog | None,
+              size: int = 0) -> WorkingCatalog:
         file = self._working_file()
         shutil.copyfile(self.fetch(content_hash), file)
         catalog = Catalog.open(file, writable=True)
         catalog.begin()
-        wc = WorkingCatalog(mountpoint, catalog, parent, content_hash, catalog.counters(),
+        wc = WorkingCatalog(mountpoint, catalog, parent, content_hash, size, catalog.counters(),
                             (content_hash, catalog.revision))
         self.loaded[mountpoint] = wc
         return wc
 
     def _child(self, ref: NestedRef, parent: WorkingCatalog) -> WorkingCatalog:
         """The working copy of a nested catalog, loaded on first use."""
-        return self.loaded.get(ref.path) or self._load(ref.path, ref.content_hash, parent)
+        return self.loaded.get(ref.path) or self._load(ref.path, ref.content_hash, parent,
+                                                       ref.size)
 
     def locate(self, path: str) -> WorkingCatalog:
         """The deepest catalog containing ``path`` (for a mountpoint: the nested one)."""
@@ -184,7 +186,7 @@ class CatalogTree:
         if path == wc.mountpoint:
             parent = wc.parent
             assert parent is not None
-            self._drop(wc, next((r.size for r in parent.catalog.nested() if r.path == path), 0))
+            self._drop(wc)
             parent.catalog.drop_nested(path)
             parent.catalog.remove_tree(path)
             parent.touch(parent_path(path), retime=retime)
@@ -198,11 +200,11 @@ class CatalogTree:
     def _remove_inside(self, wc: WorkingCatalog, path: str) -> None:
         for ref in wc.catalog.nested():
             if is_within(ref.path, path):
-                self._drop(self._child(ref, wc), ref.size)
+                self._drop(self._child(ref, wc))
                 wc.catalog.drop_nested(ref.path)
         wc.catalog.remove_tree(path)
 
-    def _drop(self, wc: WorkingCatalog, size: int) -> None:
+    def _drop(self, wc: WorkingCatalog) -> None:
         """Forget a catalog and its loaded descendants; its parent loses its totals.
 
         One this publish has not edited can come back whole (``_reuse``).
@@ -211,8 +213,8 @@ class CatalogTree:
         if wc.counted_in_parent:
             wc.parent.delta = wc.parent.delta - wc.old_counters.total()
         root = wc.catalog.lookup(wc.mountpoint)
-        if wc.old_hash is not None and not wc.dirty and size and root is not None:
-            self._dropped[wc.mountpoint] = DroppedCatalog(wc.old_hash, size, root,
+        if wc.old_hash is not None and not wc.dirty and wc.old_size and root is not None:
+            self._dropped[wc.mountpoint] = DroppedCatalog(wc.old_hash, wc.old_size, root,
                                                           wc.old_counters.total())
         for mountpoint in [m for m in self.loaded if is_within(m, wc.mountpoint)]:
             gone = self.loaded.pop(mountpoint)
@@ -302,8 +304,6 @@ class CatalogTree:
         """Mount the catalog removed from ``path`` again if the staged subtree has the print
         that catalog was written from: same rows, so none are built, written or uploaded.
         Otherwise remember the print for the catalog about to be written."""
-        if self.prints is None:
-            return False
         mark = subtree_print(node, self.algorithm, self._print_cache)
         old = self._dropped.pop(path, None)
         if mark is None or old is None or self.prints(old.content_hash) != mark:

@@ -60,8 +60,9 @@ class PipelineStats:
 class PendingFile:
     """A file whose objects are still being written; ``result()`` waits for them.
 
-    ``known``: the result itself, for files whose objects are stored already (a Future
-    per file costs more than the rest of skipping an unchanged file).
+    ``known``: the result itself: given up front for files whose objects are stored
+    already (a Future per file costs more than the rest of skipping an unchanged file),
+    kept by ``result`` for everything else.
     """
 
     size: int  # as far as known when staged; the stored size is in the result
@@ -71,7 +72,7 @@ class PendingFile:
     known: StoredFile | None = None
 
     def result(self) -> StoredFile:
-        """Kept once known: placement and the subtree print each ask for every file."""
+        """Kept once known: catalog placement and the subtree print both ask for it."""
         if self.known is not None:
             return self.known
         if self.whole is not None:
