@@ -347,6 +347,7 @@ class CatalogTree:
 
     @staticmethod
     def _directory_entry(node: Node, name: str) -> DirEntry:
+        """A directory's row; every node field read here is in ``subtree_print`` too."""
         subdirs = sum(1 for c in (node.children or {}).values() if c.kind is Kind.DIR)
         return DirEntry(name, node.st_mode, DIRECTORY_SIZE, node.mtime, int(Flag.DIR),
                         node.uid, node.gid, linkcount=2 + subdirs, xattr=node.xattr)
@@ -550,6 +551,8 @@ def _inode_members(children: dict[str, Node]) -> dict[int, int]:
 
 def _leaf_entry(node: Node, name: str, algorithm: Algorithm
                 ) -> tuple[DirEntry, tuple[Chunk, ...]]:
+    """A file's, link's or device's row; every node field read here is in ``_leaf_print``
+    too (a field missing there lets a catalog be taken back with its stale value)."""
     common = {"name": name, "mode": node.st_mode, "mtime": node.mtime, "uid": node.uid,
               "gid": node.gid, "xattr": node.xattr}
     if node.kind is Kind.FILE:
