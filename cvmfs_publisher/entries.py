@@ -120,6 +120,32 @@ class Owner:
         return cls(uid, gid)
 
 
+@dataclass(eq=False, slots=True)
+class Subtree:
+    """What a producer saw of a directory's whole subtree before streaming it.
+
+    A consumer that already holds that subtree as it was (the engine: a nested catalog
+    written from the same source) calls ``skip`` and the producer leaves out everything
+    below the directory; ``entries`` still gives those entries if the consumer finds out
+    later that it needs them. ``digest`` covers the directory's own mode, owner and mtime
+    and, below it, every name and ``lstat`` (kind, mode, owner, size, times, inode,
+    device): a write, chmod, chown or replacement moves an inode's change time, and a
+    symlink's target cannot change in place. None: hard links inside, whose group reaches
+    beyond the subtree. ``newest_ns``: the latest file mtime or ctime,
+    because a write in the same clock tick as the ``lstat`` leaves the signature unchanged.
+    """
+
+    digest: bytes | None
+    newest_ns: int
+    files: int
+    size: int
+    entries: Callable[[], Iterator[Entry]]
+    skipped: bool = False
+
+    def skip(self) -> None:
+        self.skipped = True
+
+
 @dataclass(slots=True)
 class Entry:
     path: str
@@ -136,6 +162,8 @@ class Entry:
     # Content already handed to the session (``PublishSession.store``), e.g. by the unpacker,
     # which must consume each image layer while streaming it. Takes precedence over content.
     stored: StoredContent | None = None
+    # a directory's, from producers that can leave it out; not part of what the entry is
+    subtree: Subtree | None = field(default=None, compare=False, repr=False)
 
 
 def clean_member_path(name: str, what: str = "member") -> str:

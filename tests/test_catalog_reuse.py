@@ -21,6 +21,8 @@ from publishers import engine_repository, publish_source, tree_of
 from cvmfs_publisher.backends.native import NativePublisher
 from cvmfs_publisher.engine import content_index
 from cvmfs_publisher.engine.repository import NativeRepository
+from cvmfs_publisher.publisher import CommitResult
+from cvmfs_publisher.sources import open_source
 
 NAME = "reuse.example.org"
 RELEASES = ("a", "b", "c")
@@ -173,4 +175,106 @@ def test_a_release_published_by_its_own_path_is_taken_back(tmp_path: Path) -> No
     repo = make_repo(tmp_path)
     publish_source(repo, src)
     assert publish_source(repo, src / "b", "/src/b").catalogs_written == ["/"]
+    same_as_from_scratch(repo, src, tmp_path / "oracle")
+
+
+# -- subtrees the walk leaves out (``Subtree.skip``) ------------------------------------------
+
+def staged(repo: NativeRepository, src: Path, *more: tuple[str, Path]) -> CommitResult:
+    """``src`` at /src, then each (path, source) of ``more``, in one session; the kept
+    releases are checked before the commit."""
+    with repo.transaction() as txn:
+        txn.replace("/src", open_source(src)[0])
+        tree = txn.ops[0].tree
+        assert tree is not None
+        kept = {name for name in RELEASES if tree.find(name).kept is not None}
+        for path, source in more:
+            txn.replace(path, open_source(source)[0])
+        result = txn.commit()
+    result.kept = kept  # type: ignore[attr-defined]
+    return result
+
+
+def test_an_unchanged_release_is_not_even_staged(tmp_path: Path) -> None:
+    src = make_src(tmp_path / "src")
+    repo = make_repo(tmp_path)
+    first = publish_source(repo, src)
+    before = nested(repo)
+    again = staged(repo, src)
+    assert again.kept == set(RELEASES)
+    with repo.transaction() as txn:  # the walk left the kept subtrees out
+        txn.replace("/src", open_source(src)[0])
+        tree = txn.ops[0].tree
+        assert tree is not None and tree.find("a").children == {}
+        assert tree.find("a/bin") is None and tree.find("top.txt") is not None
+    assert again.catalogs_written == ["/"] and nested(repo) == before
+    assert (again.files, again.bytes_in) == (first.files, first.bytes_in)
+    same_as_from_scratch(repo, src, tmp_path / "oracle")
+
+
+@pytest.mark.parametrize("change", [rewrite_same_size_and_mtime, chmod, retarget, add_file,
+                                    retime_directory])
+def test_a_changed_release_is_staged(tmp_path: Path, change: Callable[[Path], None]) -> None:
+    src = make_src(tmp_path / "src")
+    repo = make_repo(tmp_path)
+    publish_source(repo, src)
+    change(src / "b")
+    assert staged(repo, src).kept == {"a", "c"}
+    same_as_from_scratch(repo, src, tmp_path / "oracle")
+
+
+def test_a_second_change_in_the_session_stages_the_kept_releases(tmp_path: Path) -> None:
+    """The catalogs were kept for a session of one replace: another one (here into a kept
+    release, and a dirtab that changes the rules) makes the commit stage them after all."""
+    src = make_src(tmp_path / "src")
+    repo = make_repo(tmp_path)
+    publish_source(repo, src)
+    extra = tmp_path / "extra.txt"
+    extra.write_text("extra\n")
+    dirtab = tmp_path / "dirtab"
+    dirtab.write_text("/src/*/bin\n")
+    result = staged(repo, src, ("/src/b/bin/extra.txt", extra), ("/.cvmfsdirtab", dirtab))
+    assert result.kept == set(RELEASES)
+    assert "/src/b/bin" in result.catalogs_written
+    oracle = make_repo(tmp_path / "oracle")
+    with oracle.transaction() as txn:
+        txn.replace("/src", open_source(src)[0])
+        txn.replace("/src/b/bin/extra.txt", open_source(extra)[0])
+        txn.replace("/.cvmfsdirtab", open_source(dirtab)[0])
+        txn.commit()
+    assert untimed(seen(repo), "/b/bin") == untimed(seen(oracle), "/b/bin")
+    assert repo.verify().problems == []
+
+
+def untimed(tree: dict[str, tuple], path: str) -> dict[str, tuple]:
+    """``path`` got a file in its own publish: its mtime is the time of that publish."""
+    return {p: (*v[:4], *v[5:]) if p == path else v for p, v in tree.items()}
+
+
+def test_other_catalog_rules_stage_every_release(tmp_path: Path) -> None:
+    src = make_src(tmp_path / "src")
+    for marker in src.glob("*/.cvmfscatalog"):
+        marker.unlink()
+    rules = {"release_catalogs": ["/src/*"]}
+    repo = make_repo(tmp_path, **rules)
+    assert publish_source(repo, src).catalogs_written == ["/", "/src/a", "/src/b", "/src/c"]
+    assert staged(repo, src).kept == set(RELEASES)
+    repo = make_repo(tmp_path, release_catalogs=[])
+    assert staged(repo, src).kept == set()
+    assert nested(repo) == {}
+    same_as_from_scratch(repo, src, tmp_path / "oracle", release_catalogs=[])
+
+
+def test_a_release_written_within_the_racy_window_is_staged_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write in the clock tick of the walk's lstat leaves the signature as it was."""
+    monkeypatch.setattr(content_index, "RACY_SECONDS", 3600.0)
+    src = make_src(tmp_path / "src")
+    (src / "b" / "README").write_text("written just now\n")
+    repo = make_repo(tmp_path)
+    publish_source(repo, src)
+    assert staged(repo, src).kept == set()
+    monkeypatch.setattr(content_index, "RACY_SECONDS", 0.0)
+    publish_source(repo, src)
+    assert staged(repo, src).kept == set(RELEASES)
     same_as_from_scratch(repo, src, tmp_path / "oracle")

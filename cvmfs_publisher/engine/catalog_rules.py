@@ -33,6 +33,13 @@ def catalog_rules(ops: list[StagedOp], reader: RepositoryReader,
     return Dirtab.from_patterns(release_catalogs) if release_catalogs else None
 
 
+def rules_print(rules: Dirtab | None) -> str:
+    """The rules as text that is equal exactly when they make the same catalogs."""
+    if rules is None:
+        return ""
+    return repr([(p.text, p.relaxed) for p in (*rules.positive, *rules.negative)])
+
+
 def dirtab_text(ops: list[StagedOp], reader: RepositoryReader,
                 read: Callable[[PendingFile], bytes]) -> str | None:
     """The ``/.cvmfsdirtab`` this publish ends with: staged if any, else the current one."""

@@ -127,7 +127,7 @@ class CatalogTree:
         # were written from (``prints``: the content index's record)
         self.prints = prints
         self._dropped: dict[str, DroppedCatalog] = {}
-        self.fresh_prints: dict[str, bytes] = {}  # mountpoint of a new catalog -> print
+        self.placed_prints: dict[str, bytes] = {}  # mountpoint -> print of its staged subtree
         self._print_cache: dict[int, bytes | None] = {}  # id(node): nested catalogs nest
         self.root = self._load("", root_hash, None)
 
@@ -303,12 +303,18 @@ class CatalogTree:
     def _reuse(self, path: str, node: Node, parent: WorkingCatalog) -> bool:
         """Mount the catalog removed from ``path`` again if the staged subtree has the print
         that catalog was written from: same rows, so none are built, written or uploaded.
-        Otherwise remember the print for the catalog about to be written."""
+        Otherwise remember the print for the catalog about to be written.
+
+        A kept node (staged without its subtree) must find its catalog: the transaction
+        stages one only for a nested catalog of the head with that print, which the
+        replace just removed."""
         mark = subtree_print(node, self.algorithm, self._print_cache)
         old = self._dropped.pop(path, None)
+        if mark is not None:
+            self.placed_prints[path] = mark
         if mark is None or old is None or self.prints(old.content_hash) != mark:
-            if mark is not None:
-                self.fresh_prints[path] = mark
+            if node.kept is not None:
+                raise AssertionError(f"{display(path)}: the kept catalog is not the head's")
             return False
         flags = (old.root.flags & ~Flag.NESTED_ROOT) | Flag.NESTED_MOUNTPOINT
         parent.catalog.add(path, old.root.evolve(flags=int(flags)))
@@ -342,6 +348,8 @@ class CatalogTree:
 
     @staticmethod
     def _wants_catalog(node: Node) -> bool:
+        if node.kept is not None:
+            return True
         marker = (node.children or {}).get(MARKER)
         return marker is not None and marker.kind is Kind.FILE
 
@@ -461,7 +469,7 @@ class CatalogTree:
         catalogs above it, so a later publish rebuilds them under the options it has then."""
         ancestor: WorkingCatalog | None = wc
         while ancestor is not None:
-            self.fresh_prints.pop(ancestor.mountpoint, None)
+            self.placed_prints.pop(ancestor.mountpoint, None)
             ancestor = ancestor.parent
 
     # -- writing ----------------------------------------------------------------------------
@@ -585,6 +593,9 @@ def subtree_print(top: Node, algorithm: Algorithm,
     while stack:
         node, expanded = stack.pop()
         if id(node) in prints:
+            continue
+        if node.kept is not None:
+            prints[id(node)] = node.kept
             continue
         children = node.children or {}
         if not expanded:

@@ -3,7 +3,7 @@ asked about again.
 
 An object's name is the hash of its *compressed* bytes, so it cannot be derived from the
 file: a republish would otherwise recompress everything to learn names it already knows.
-One SQLite file per storage location keeps three tables:
+One SQLite file per storage location keeps four tables:
 
 - ``objects``: raw content -> the object holding it (keyed by SHA-256 of the raw content,
   so a SHA-1 collision cannot swap contents);
@@ -15,7 +15,11 @@ One SQLite file per storage location keeps three tables:
   clock tick as our ``lstat`` could leave the ctime unchanged (git's "racy" entries);
 - ``catalog_prints``: a nested catalog -> the print of the staged subtree it was written
   from, so a re-publish mounts an unchanged release's catalog again instead of rebuilding it
-  (``catalog_tree``).
+  (``catalog_tree``);
+- ``source_prints``: what a source directory looked like (its producer's ``Subtree``
+  digest, with where it was published and under which rules) -> the print of the staged
+  subtree it became, so a re-publish need not even stage an unchanged release
+  (``transaction``). Only subtrees older than ``RACY_SECONDS`` are recorded.
 
 Trust: rows are hints until proven. They are *verified*, i.e. the object is used without
 asking the storage, only when they were confirmed in the current ``generation`` and the
@@ -53,6 +57,7 @@ SCHEMA = (
     # a nested catalog -> the print of the staged subtree it was written from
     # (``catalog_tree.subtree_print``): the same print again means the same catalog
     "CREATE TABLE IF NOT EXISTS catalog_prints (catalog TEXT PRIMARY KEY, print BLOB)",
+    "CREATE TABLE IF NOT EXISTS source_prints (source BLOB PRIMARY KEY, print BLOB)",
 )
 VERSION = 2  # in the file name: an older cache is left alone, not migrated
 RACY_SECONDS = 2.0  # coarse file system clocks (FAT: 2 s) and kernel timestamp ticks
@@ -101,6 +106,7 @@ class ContentIndex:
         self.pending: list[tuple[bytes, int, str, int]] = []
         self.pending_files: list[tuple] = []
         self.pending_prints: list[tuple[str, bytes]] = []
+        self.pending_sources: list[tuple[bytes, bytes]] = []
         self.generation = int(self._meta("generation") or 0)
         self.trusted = False  # until ``begin`` finds the head this index saw last
         self._dirs: dict[str, dict[str, tuple]] = {}
@@ -217,6 +223,21 @@ class ContentIndex:
         with self.lock:
             self.pending_prints.append((str(catalog), mark))
 
+    def source_print(self, source: bytes) -> bytes | None:
+        """The staged print a source subtree became, if this index saw it published.
+
+        Stale rows are harmless: a print is used only together with a catalog of the
+        current head that has it (``catalog_print``), and gc forgets those.
+        """
+        with self.lock:
+            row = self.conn.execute("SELECT print FROM source_prints WHERE source = ?",
+                                    (source,)).fetchone()
+        return row[0] if row else None
+
+    def record_source_print(self, source: bytes, mark: bytes) -> None:
+        with self.lock:
+            self.pending_sources.append((source, mark))
+
     # -- writing and forgetting ---------------------------------------------------------------
 
     def flush(self) -> None:
@@ -224,7 +245,8 @@ class ContentIndex:
             rows, self.pending = self.pending, []
             files, self.pending_files = self.pending_files, []
             prints, self.pending_prints = self.pending_prints, []
-            if rows or files or prints:
+            sources, self.pending_sources = self.pending_sources, []
+            if rows or files or prints or sources:
                 self.conn.execute("BEGIN")
                 self.conn.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)",
                                       rows)
@@ -232,6 +254,8 @@ class ContentIndex:
                                       files)
                 self.conn.executemany("INSERT OR REPLACE INTO catalog_prints VALUES (?, ?)",
                                       prints)
+                self.conn.executemany("INSERT OR REPLACE INTO source_prints VALUES (?, ?)",
+                                      sources)
                 self.conn.execute("COMMIT")
 
     def discard(self) -> None:
@@ -240,6 +264,7 @@ class ContentIndex:
             self.pending.clear()
             self.pending_files.clear()
             self.pending_prints.clear()
+            self.pending_sources.clear()
 
     def forget(self, content_hashes: set[str]) -> None:
         """Drop entries for objects garbage collection deleted."""

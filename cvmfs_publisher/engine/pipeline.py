@@ -337,6 +337,19 @@ class ObjectPipeline:
             self.stats.objects_reused += objects
         self._account(size)
 
+    def add_kept(self, files: int, size: int) -> None:
+        """Files of a subtree whose catalog is taken back whole: published, nothing read."""
+        with self._lock:
+            self.stats.objects_reused += files
+        self._account(size, files)
+
+    def unkeep(self, files: int, size: int) -> None:
+        """Undo ``add_kept`` in the statistics: those files are being staged after all."""
+        with self._lock:
+            self.stats.objects_reused -= files
+            self.stats.files -= files
+            self.stats.bytes_in -= size
+
     def add_file(
         self, stream: BinaryIO, size_hint: int, compression: Compression = Compression.ZLIB
     ) -> PendingFile:

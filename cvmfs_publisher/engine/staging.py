@@ -14,8 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..cvmfs.catalog import encode_xattrs
-from ..entries import SPECIAL_KINDS, Entry, Kind, Owner
+from ..entries import SPECIAL_KINDS, Entry, Kind, Owner, Subtree
 from .pipeline import PendingFile
+
+# (stream path, subtree) -> the print of the nested catalog that already holds the subtree
+Keep = Callable[[str, Subtree], "bytes | None"]
 
 TYPE_BITS = {
     Kind.FILE: stat.S_IFREG,
@@ -42,6 +45,7 @@ class Node:
     content: PendingFile | None = None
     children: dict[str, Node] | None = None
     primary: Node | None = None  # hard link: the node whose inode this one shares
+    kept: bytes | None = None  # the print of a nested catalog taken back for the subtree
 
     @property
     def st_mode(self) -> int:
@@ -54,6 +58,9 @@ class StagedTree:
     owner: Owner | None = None
     default_owner: Owner = field(default_factory=lambda: Owner(0, 0))
     root: Node = field(init=False)
+    # stream path of each directory -> (subtree digest, newest_ns), as its producer saw it
+    sources: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    kept: list[tuple[Node, Subtree]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         uid, gid = self._owner(self.default_owner.uid, self.default_owner.gid)
@@ -63,24 +70,49 @@ class StagedTree:
         return (self.owner.uid, self.owner.gid) if self.owner else (uid, gid)
 
     def add_stream(
-        self, entries: Iterable[Entry], store: Callable[[Entry], PendingFile]
+        self, entries: Iterable[Entry], store: Callable[[Entry], PendingFile],
+        keep: Keep | None = None,
     ) -> None:
-        """Consume a checked stream; ``store`` reads a file's content before the next entry."""
-        for entry in entries:
-            self.add(entry, store)
+        """Consume a checked stream; ``store`` reads a file's content before the next entry.
 
-    def add(self, entry: Entry, store: Callable[[Entry], PendingFile]) -> None:
+        ``keep`` is asked about each directory whose producer can leave its subtree out.
+        """
+        for entry in entries:
+            self.add(entry, store, keep)
+
+    def add(self, entry: Entry, store: Callable[[Entry], PendingFile],
+            keep: Keep | None = None) -> None:
         parts = entry.path.split("/") if entry.path else []
         if not parts:
             self._set_root(entry, store)
             return
         parent = self._directory(parts[:-1], entry.path)
-        assert parent.children is not None
+        assert parent.children is not None and parent.kept is None, "a kept subtree is whole"
         node = self._node(entry, parts[-1], store)
         old = parent.children.get(node.name)
         if node.kind is Kind.DIR and old is not None and old.children is not None:
             node.children = old.children  # a directory described twice keeps its contents
+        elif entry.subtree is not None and node.kind is Kind.DIR:
+            self._offer(entry.path, node, entry.subtree, keep)
         parent.children[node.name] = node
+
+    def _offer(self, path: str, node: Node, subtree: Subtree, keep: Keep | None) -> None:
+        """Remember what the producer saw; skip the subtree if a catalog already holds it."""
+        if subtree.digest is None:
+            return
+        self.sources[path] = (subtree.digest, subtree.newest_ns)
+        mark = keep(path, subtree) if keep is not None else None
+        if mark is not None:
+            node.kept = mark
+            subtree.skip()
+            self.kept.append((node, subtree))
+
+    def take_back_kept(self) -> list[Subtree]:
+        """Forget every kept mark: the caller streams those subtrees in after all."""
+        kept, self.kept = self.kept, []
+        for node, _ in kept:
+            node.kept = None
+        return [subtree for _, subtree in kept]
 
     def _node(self, entry: Entry, name: str, store: Callable[[Entry], PendingFile]) -> Node:
         if entry.kind is Kind.HARDLINK:

@@ -9,6 +9,8 @@ uploaded before is unreferenced and garbage collection takes it.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import shutil
 import time
@@ -24,12 +26,12 @@ from ..cvmfs.hashes import ContentHash, Suffix, parent_path
 from ..cvmfs.history import Tag
 from ..cvmfs.key_material import KeySet
 from ..cvmfs.manifest import Manifest
-from ..cvmfs.names import display, normalize_path, removable_path
-from ..entries import Entry, PathContent, checked_stream
+from ..cvmfs.names import display, is_within, normalize_path, removable_path
+from ..entries import Entry, PathContent, Subtree, checked_stream
 from ..errors import PathNotFound, SourceError, StorageError, UsageError
 from ..publisher import CommitResult
 from ..storage.base import Storage
-from .catalog_rules import catalog_rules, mark_catalogs
+from .catalog_rules import catalog_rules, mark_catalogs, rules_print
 from .catalog_tree import CatalogTree
 from .content_index import ContentIndex, Signature
 from .head import HeadWriter
@@ -86,6 +88,9 @@ class Transaction:
         self.committed: Manifest | None = None
         # files read from disk whose signature goes into the stat shortcut once stored
         self.read_files: list[tuple[str, Signature, PendingFile]] = []
+        # the catalog rules (``rules_print``) subtrees were kept under, and committed with
+        self._staged_rules: str | None = None
+        self._rules = ""
 
     @property
     def fqrn(self) -> str:
@@ -97,8 +102,38 @@ class Transaction:
         """Make ``path`` hold exactly what ``entries`` describe; content outside is kept."""
         path = normalize_path(path)
         tree = StagedTree(self.now, self.options.owner, self.options.default_owner)
-        tree.add_stream(checked_stream(entries, path), self._store)
+        keep = None if self.ops else functools.partial(self._keep, path)
+        tree.add_stream(checked_stream(entries, path), self._store, keep)
         self.ops.append(_Op(path, tree))
+
+    def _keep(self, base: str, rel: str, subtree: Subtree) -> bytes | None:
+        """The print of the head's nested catalog at ``rel`` if it was written from this
+        very source subtree under the rules in force, so its files need not be staged.
+
+        Only for the first replace of a session: a later one may edit the tree the catalog
+        replaces. ``commit`` stages the subtree after all if the session ends otherwise.
+        """
+        assert subtree.digest is not None
+        path = f"{base}/{rel}"
+        if self._staged_rules is None:
+            self._staged_rules = rules_print(catalog_rules(
+                [], self.reader, self._read_stored, self.options.release_catalogs))
+        mark = self.index.source_print(self._source_key(path, subtree.digest,
+                                                        self._staged_rules))
+        if mark is None:
+            return None
+        holder = self.reader.catalog_for(parent_path(path))
+        ref = next((r for r in holder.nested() if r.path == path), None)
+        if ref is None or not ref.size or self.index.catalog_print(ref.content_hash) != mark:
+            return None
+        self.pipeline.add_kept(subtree.files, subtree.size)
+        return mark
+
+    def _source_key(self, path: str, digest: bytes, rules: str) -> bytes:
+        """A source subtree as published at ``path``: what else decides its catalog rows."""
+        options = self.options
+        context = (path, rules, options.owner, options.default_owner, options.algorithm.value)
+        return hashlib.blake2b(digest + repr(context).encode(), digest_size=20).digest()
 
     def remove(self, path: str) -> None:
         self.ops.append(_Op(removable_path(path), None))
@@ -158,6 +193,8 @@ class Transaction:
         owner = self.options.owner or self.options.default_owner
         rules = catalog_rules(self.ops, self.reader, self._read_stored,
                               self.options.release_catalogs)
+        self._rules = rules_print(rules)
+        self._stage_kept_if_stale()
         if rules:
             mark_catalogs(self.ops, rules, empty, owner)
         tree = CatalogTree(
@@ -184,8 +221,23 @@ class Transaction:
         root_hash, root_size, _ = root.done
         return root_hash, root_size, root.previous[1] + 1, written
 
+    def _stage_kept_if_stale(self) -> None:
+        """Stage the subtrees ``_keep`` left out after all, unless the session is still
+        the one they were kept for: a single replace, under the same rules."""
+        if len(self.ops) == 1 and self._rules == self._staged_rules:
+            return
+        staged = False
+        for op in self.ops:
+            for subtree in op.tree.take_back_kept() if op.tree is not None else []:
+                self.pipeline.unkeep(subtree.files, subtree.size)
+                op.tree.add_stream(checked_stream(subtree.entries(), op.path), self._store)
+                staged = True
+        if staged:
+            self.pipeline.drain()
+
     def _record_prints(self, tree: CatalogTree) -> None:
-        """Which subtree each new nested catalog was written from, for the next publish.
+        """Which subtree each new nested catalog was written from, and which source
+        subtree each placed catalog came from, for the next publish.
 
         Only when one staged tree was placed: then a new catalog's rows are those its
         subtree made (splits and merges drop the prints they touch). A row is true of the
@@ -195,9 +247,19 @@ class Transaction:
         if len(self.ops) != 1:
             return
         for wc in tree.loaded.values():
-            mark = tree.fresh_prints.get(wc.mountpoint)
+            mark = tree.placed_prints.get(wc.mountpoint)
             if mark is not None and wc.done is not None:
                 self.index.record_catalog_print(wc.done[0], mark)
+        op = self.ops[0]
+        if op.tree is None:
+            return
+        for path, mark in tree.placed_prints.items():
+            if not is_within(path, op.path) or path == op.path:
+                continue
+            source = op.tree.sources.get(path[len(op.path) + 1:])
+            if source is not None and source[1] < self.index.racy_ns:
+                self.index.record_source_print(self._source_key(path, source[0], self._rules),
+                                               mark)
 
     def _rollback_root(self) -> tuple[ContentHash, int, int]:
         """The target's root catalog as the next revision: nested catalogs are shared."""

@@ -7,14 +7,17 @@ opening or stat-ing them again.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cvmfs.names import check_name, check_symlink_target
-from ..entries import Entry, Kind, PathContent
+from ..entries import Entry, Kind, PathContent, Subtree
 from ..errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -27,61 +30,146 @@ def file_entry(path: Path | str, rel: str, st: os.stat_result) -> Entry:
                  int(st.st_mtime), st.st_size, content)
 
 
+_Child = tuple[str, os.stat_result, "str | None", "_Listed | None"]
+
+
+@dataclass(eq=False, slots=True)
+class _Listed:
+    """A directory as scanned: each child's name, ``lstat``, the stream path of the first
+    link to its inode if it is a later link, and its own listing if it is a directory."""
+
+    path: str
+    rel: str
+    st: os.stat_result
+    children: list[_Child] = field(default_factory=list)
+    subtree: Subtree | None = None
+
+
 def directory_entries(root: Path) -> Iterator[Entry]:
     """Walk a tree in sorted order, parents first; hard links by (device, inode).
 
-    Paths are plain strings: a ``Path`` per entry cost more than the ``lstat``.
+    The whole tree is ``lstat``-ed before the first entry is handed out, so that every
+    directory entry carries a ``Subtree`` print: a consumer that skips a subtree pays one
+    ``lstat`` per file below it and no entry. Paths are plain strings: a ``Path`` per
+    entry cost more than the ``lstat``.
     """
+    top, order, linked = _scan(root)
+    for listed in reversed(order):  # children were listed after their parents
+        listed.subtree = _subtree(listed, linked)
+    st = top.st
+    yield Entry("", Kind.DIR, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                int(st.st_mtime), subtree=top.subtree)
+    yield from _emit(top.path, top.rel, top.children)
+
+
+def _scan(root: Path) -> tuple[_Listed, list[_Listed], set[tuple[int, int]]]:
+    """Every directory listed and every entry ``lstat``-ed, in the order the walk streams."""
     try:
-        st = root.stat()
+        top = _Listed(os.fspath(root), "", root.stat())
     except OSError as exc:
         raise SourceError(f"cannot read source {root}: {exc.strerror}") from None
-    yield Entry("", Kind.DIR, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime))
-    seen_inodes: dict[tuple[int, int], str] = {}
-    stack: list[tuple[str, str]] = [(os.fspath(root), "")]
+    seen: dict[tuple[int, int], str] = {}
+    order = [top]
+    stack = [top]
     while stack:
-        directory, rel_dir = stack.pop()
+        listed = stack.pop()
         try:
-            names = sorted(os.listdir(directory))
+            names = sorted(os.listdir(listed.path))
         except OSError as exc:
-            raise SourceError(f"cannot list {directory}: {exc.strerror}") from None
+            raise SourceError(f"cannot list {listed.path}: {exc.strerror}") from None
         subdirs = []
         for name in names:
-            path = f"{directory}/{check_name(name, f'{directory}: file')}"
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            entry = _stat_entry(path, rel, seen_inodes)
-            if entry is None:
+            path = f"{listed.path}/{check_name(name, f'{listed.path}: file')}"
+            try:
+                st = os.lstat(path)
+            except OSError as exc:
+                raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+            rel = f"{listed.rel}/{name}" if listed.rel else name
+            mode = st.st_mode
+            first = None
+            if stat.S_ISDIR(mode):
+                child = _Listed(path, rel, st)
+                order.append(child)
+                subdirs.append(child)
+                listed.children.append((name, st, None, child))
                 continue
-            yield entry
-            if entry.kind is Kind.DIR:
-                subdirs.append((path, rel))
+            if stat.S_ISSOCK(mode):
+                log.warning("skipping %s: sockets cannot be published", path)
+                continue
+            if stat.S_ISREG(mode) and st.st_nlink > 1:
+                first = seen.setdefault((st.st_dev, st.st_ino), rel)
+            listed.children.append((name, st, first if first != rel else None, None))
+        stack.extend(reversed(subdirs))
+    return top, order, set(seen)
+
+
+def _emit(path: str, rel: str, children: list[_Child]) -> Iterator[Entry]:
+    """The entries below a directory, in the walk's order, leaving out skipped subtrees.
+
+    Not given the ``_Listed`` itself: its subtree's ``entries`` calls this, and a listing
+    holding its subtree holding the listing would be a cycle only the collector frees.
+    """
+    stack = [(path, rel, children)]
+    while stack:
+        here, here_rel, listing = stack.pop()
+        subdirs = []
+        for name, st, first, child in listing:
+            path = f"{here}/{name}"
+            rel = f"{here_rel}/{name}" if here_rel else name
+            if child is None:
+                yield _entry(path, rel, st, first)
+                continue
+            subtree = child.subtree
+            yield Entry(rel, Kind.DIR, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                        int(st.st_mtime), subtree=subtree)
+            if subtree is None or not subtree.skipped:
+                subdirs.append((child.path, child.rel, child.children))
         stack.extend(reversed(subdirs))
 
 
-def _stat_entry(path: str, rel: str, seen: dict[tuple[int, int], str]) -> Entry | None:
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+def _entry(path: str, rel: str, st: os.stat_result, first: str | None) -> Entry:
+    """Anything but a directory (sockets were left out when listing)."""
     mode, perm = st.st_mode, stat.S_IMODE(st.st_mode)
     common = {"mode": perm, "uid": st.st_uid, "gid": st.st_gid, "mtime": int(st.st_mtime)}
     if stat.S_ISREG(mode):
-        if st.st_nlink > 1:
-            first = seen.setdefault((st.st_dev, st.st_ino), rel)
-            if first != rel:
-                return Entry(rel, Kind.HARDLINK, target=first, **common)
+        if first is not None:
+            return Entry(rel, Kind.HARDLINK, target=first, **common)
         return file_entry(path, rel, st)  # unreadable: the read says so
-    if stat.S_ISDIR(mode):
-        return Entry(rel, Kind.DIR, **common)
     if stat.S_ISLNK(mode):
         target = check_symlink_target(os.readlink(path), str(path))
         return Entry(rel, Kind.SYMLINK, target=target, **common)
     if stat.S_ISFIFO(mode):
         return Entry(rel, Kind.FIFO, **common)
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        kind = Kind.CHAR if stat.S_ISCHR(mode) else Kind.BLOCK
-        return Entry(rel, kind, rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)), **common)
-    log.warning("skipping %s: sockets cannot be published", path)
-    return None
+    kind = Kind.CHAR if stat.S_ISCHR(mode) else Kind.BLOCK
+    return Entry(rel, kind, rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)), **common)
 
 
+def _subtree(listed: _Listed, linked: set[tuple[int, int]]) -> Subtree:
+    """A directory's print, once its subdirectories have theirs.
+
+    An inode's number and change time move with every write, chmod, chown or replacement
+    (a symlink's target cannot change in place), so they stand for the content.
+    """
+    st = listed.st
+    rows: list[tuple] = [(st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)]
+    newest = files = size = 0
+    whole = True
+    for name, st, _, child in listed.children:
+        if child is not None:
+            below = child.subtree
+            assert below is not None, "subdirectories are printed first"
+            whole = whole and below.digest is not None
+            rows.append((name, st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, below.digest))
+            newest = max(newest, below.newest_ns)
+            files, size = files + below.files, size + below.size
+            continue
+        if (st.st_dev, st.st_ino) in linked:
+            whole = False
+        newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+        if stat.S_ISREG(st.st_mode):
+            files, size = files + 1, size + st.st_size
+        rows.append((name, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
+                     st.st_ctime_ns, st.st_ino, st.st_dev, st.st_rdev))
+    digest = hashlib.blake2b(repr(rows).encode(), digest_size=20).digest() if whole else None
+    return Subtree(digest, newest, files, size,
+                   functools.partial(_emit, listed.path, listed.rel, listed.children))
