@@ -278,3 +278,22 @@ def test_a_release_written_within_the_racy_window_is_staged_again(
     publish_source(repo, src)
     assert staged(repo, src).kept == set(RELEASES)
     same_as_from_scratch(repo, src, tmp_path / "oracle")
+
+
+def test_a_release_with_catalogs_inside_is_staged_when_published_by_its_own_path(
+        tmp_path: Path) -> None:
+    """Replacing a catalog's own mountpoint drops the catalogs nested in it unrecorded:
+    those are staged (and then taken back by their staged print, or rebuilt)."""
+    src = make_src(tmp_path / "src")
+    (src / "b" / "bin" / ".cvmfscatalog").write_bytes(b"")
+    os.utime(src / "b" / "bin", (MTIME, MTIME))
+    repo = make_repo(tmp_path)
+    publish_source(repo, src)
+    for _ in range(2):
+        with repo.transaction() as txn:
+            txn.replace("/src/b", open_source(src / "b")[0])
+            tree = txn.ops[0].tree
+            assert tree is not None and tree.find("bin").kept is None
+            txn.commit()
+    assert "/src/b/bin" in {ref.path for ref in repo.reader().catalog_for("/src/b").nested()}
+    same_as_from_scratch(repo, src, tmp_path / "oracle")

@@ -112,9 +112,14 @@ class Transaction:
 
         Only for the first replace of a session: a later one may edit the tree the catalog
         replaces. ``commit`` stages the subtree after all if the session ends otherwise.
+        Only for a catalog nested right in the one that holds ``base``: those are the ones
+        the replace's removal keeps for taking back (``CatalogTree.remove``).
         """
         assert subtree.digest is not None
         path = f"{base}/{rel}"
+        holder = self.reader.catalog_for(parent_path(path))
+        if holder is not self.reader.catalog_for(base) or (base and holder.mountpoint == base):
+            return None
         if self._staged_rules is None:
             self._staged_rules = rules_print(catalog_rules(
                 [], self.reader, self._read_stored, self.options.release_catalogs))
@@ -122,7 +127,6 @@ class Transaction:
                                                         self._staged_rules))
         if mark is None:
             return None
-        holder = self.reader.catalog_for(parent_path(path))
         ref = next((r for r in holder.nested() if r.path == path), None)
         if ref is None or not ref.size or self.index.catalog_print(ref.content_hash) != mark:
             return None
