@@ -15,6 +15,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..cvmfs.names import check_name, check_symlink_target
 from ..entries import Entry, Kind, PathContent, Subtree
@@ -23,14 +24,35 @@ from ..errors import SourceError
 log = logging.getLogger(__name__)
 
 
-def file_entry(path: Path | str, rel: str, st: os.stat_result) -> Entry:
+class _Stat(NamedTuple):
+    """What the walk keeps of an ``lstat`` until the entry is streamed: a fifth of the
+    memory of an ``os.stat_result``, which holds every time three ways."""
+
+    st_mode: int
+    st_uid: int
+    st_gid: int
+    st_size: int
+    st_mtime: int  # whole seconds, as entries carry them
+    st_mtime_ns: int
+    st_ctime_ns: int
+    st_ino: int
+    st_dev: int
+    st_rdev: int
+
+
+def _kept(st: os.stat_result) -> _Stat:
+    return _Stat(st.st_mode, st.st_uid, st.st_gid, st.st_size, int(st.st_mtime),
+                 st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_rdev)
+
+
+def file_entry(path: Path | str, rel: str, st: os.stat_result | _Stat) -> Entry:
     content = PathContent(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
                                  st.st_ctime_ns))
     return Entry(rel, Kind.FILE, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
                  int(st.st_mtime), st.st_size, content)
 
 
-_Child = tuple[str, os.stat_result, "str | None", "_Listed | None"]
+_Child = tuple[str, _Stat, "str | None", "_Listed | None"]
 
 
 @dataclass(eq=False, slots=True)
@@ -40,7 +62,7 @@ class _Listed:
 
     path: str
     rel: str
-    st: os.stat_result
+    st: _Stat
     children: list[_Child] = field(default_factory=list)
     subtree: Subtree | None = None
 
@@ -58,14 +80,14 @@ def directory_entries(root: Path) -> Iterator[Entry]:
         listed.subtree = _subtree(listed, linked)
     st = top.st
     yield Entry("", Kind.DIR, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-                int(st.st_mtime), subtree=top.subtree)
+                st.st_mtime, subtree=top.subtree)
     yield from _emit(top.path, top.rel, top.children)
 
 
 def _scan(root: Path) -> tuple[_Listed, list[_Listed], set[tuple[int, int]]]:
     """Every directory listed and every entry ``lstat``-ed, in the order the walk streams."""
     try:
-        top = _Listed(os.fspath(root), "", root.stat())
+        top = _Listed(os.fspath(root), "", _kept(root.stat()))
     except OSError as exc:
         raise SourceError(f"cannot read source {root}: {exc.strerror}") from None
     seen: dict[tuple[int, int], str] = {}
@@ -88,17 +110,17 @@ def _scan(root: Path) -> tuple[_Listed, list[_Listed], set[tuple[int, int]]]:
             mode = st.st_mode
             first = None
             if stat.S_ISDIR(mode):
-                child = _Listed(path, rel, st)
+                child = _Listed(path, rel, _kept(st))
                 order.append(child)
                 subdirs.append(child)
-                listed.children.append((name, st, None, child))
+                listed.children.append((name, child.st, None, child))
                 continue
             if stat.S_ISSOCK(mode):
                 log.warning("skipping %s: sockets cannot be published", path)
                 continue
             if stat.S_ISREG(mode) and st.st_nlink > 1:
                 first = seen.setdefault((st.st_dev, st.st_ino), rel)
-            listed.children.append((name, st, first if first != rel else None, None))
+            listed.children.append((name, _kept(st), first if first != rel else None, None))
         stack.extend(reversed(subdirs))
     return top, order, set(seen)
 
@@ -121,16 +143,16 @@ def _emit(path: str, rel: str, children: list[_Child]) -> Iterator[Entry]:
                 continue
             subtree = child.subtree
             yield Entry(rel, Kind.DIR, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-                        int(st.st_mtime), subtree=subtree)
+                        st.st_mtime, subtree=subtree)
             if subtree is None or not subtree.skipped:
                 subdirs.append((child.path, child.rel, child.children))
         stack.extend(reversed(subdirs))
 
 
-def _entry(path: str, rel: str, st: os.stat_result, first: str | None) -> Entry:
+def _entry(path: str, rel: str, st: _Stat, first: str | None) -> Entry:
     """Anything but a directory (sockets were left out when listing)."""
     mode, perm = st.st_mode, stat.S_IMODE(st.st_mode)
-    common = {"mode": perm, "uid": st.st_uid, "gid": st.st_gid, "mtime": int(st.st_mtime)}
+    common = {"mode": perm, "uid": st.st_uid, "gid": st.st_gid, "mtime": st.st_mtime}
     if stat.S_ISREG(mode):
         if first is not None:
             return Entry(rel, Kind.HARDLINK, target=first, **common)
