@@ -282,6 +282,7 @@ class Catalog:
         self.properties = sqlitedb.get_properties(conn)
         self.mountpoint = self.properties.get("root_prefix", "")
         self.columns = readable_columns(conn)
+        self._nested: list[NestedRef] | None = None  # read-only: listed once
 
     @classmethod
     def open(cls, file: Path, *, writable: bool = False) -> Catalog:
@@ -388,8 +389,14 @@ class Catalog:
         return [Chunk(off, size, ContentHash(bytes(h), entry_algorithm)) for off, size, h in rows]
 
     def nested(self) -> list[NestedRef]:
+        """A read-only catalog keeps the list: path lookups walk it at every level."""
+        if self._nested is not None:
+            return list(self._nested)
         rows = self.conn.execute("SELECT path, sha1, size FROM nested_catalogs ORDER BY path")
-        return [NestedRef(p, ContentHash.parse(h), int(s or 0)) for p, h, s in rows]
+        refs = [NestedRef(p, ContentHash.parse(h), int(s or 0)) for p, h, s in rows]
+        if not self.writable:
+            self._nested = refs
+        return list(refs)
 
     def row_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM catalog").fetchone()[0])

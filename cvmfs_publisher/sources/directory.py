@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from ..cvmfs.names import check_name, check_symlink_target
+from ..cvmfs.names import NAME_MAX, check_name, check_symlink_target
 from ..entries import Entry, Kind, PathContent, Subtree
 from ..errors import SourceError
 
@@ -41,8 +41,9 @@ class _Stat(NamedTuple):
 
 
 def _kept(st: os.stat_result) -> _Stat:
-    return _Stat(st.st_mode, st.st_uid, st.st_gid, st.st_size, int(st.st_mtime),
-                 st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_rdev)
+    return tuple.__new__(_Stat, (st.st_mode, st.st_uid, st.st_gid, st.st_size, int(st.st_mtime),
+                                 st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
+                                 st.st_rdev))
 
 
 def file_entry(path: Path | str, rel: str, st: os.stat_result | _Stat) -> Entry:
@@ -101,16 +102,16 @@ def _scan(root: Path) -> tuple[_Listed, list[_Listed], set[tuple[int, int]]]:
             raise SourceError(f"cannot list {listed.path}: {exc.strerror}") from None
         subdirs = []
         for name in names:
-            path = f"{listed.path}/{check_name(name, f'{listed.path}: file')}"
+            if not name.isascii() or len(name) > NAME_MAX:  # else valid: listdir gives no
+                check_name(name, f"{listed.path}: file")  # "", ".", "..", "/" or NUL
+            path = f"{listed.path}/{name}"
             try:
                 st = os.lstat(path)
             except OSError as exc:
                 raise SourceError(f"cannot read {path}: {exc.strerror}") from None
-            rel = f"{listed.rel}/{name}" if listed.rel else name
             mode = st.st_mode
-            first = None
             if stat.S_ISDIR(mode):
-                child = _Listed(path, rel, _kept(st))
+                child = _Listed(path, f"{listed.rel}/{name}" if listed.rel else name, _kept(st))
                 order.append(child)
                 subdirs.append(child)
                 listed.children.append((name, child.st, None, child))
@@ -118,9 +119,12 @@ def _scan(root: Path) -> tuple[_Listed, list[_Listed], set[tuple[int, int]]]:
             if stat.S_ISSOCK(mode):
                 log.warning("skipping %s: sockets cannot be published", path)
                 continue
+            first = None
             if stat.S_ISREG(mode) and st.st_nlink > 1:
+                rel = f"{listed.rel}/{name}" if listed.rel else name
                 first = seen.setdefault((st.st_dev, st.st_ino), rel)
-            listed.children.append((name, _kept(st), first if first != rel else None, None))
+                first = first if first != rel else None
+            listed.children.append((name, _kept(st), first, None))
         stack.extend(reversed(subdirs))
     return top, order, set(seen)
 
