@@ -2,7 +2,8 @@
 
 Each file's content carries the ``lstat`` the walk made (``PathContent.signature``),
 so a publisher that remembers what it stored can skip files that did not change without
-opening or stat-ing them again.
+opening or stat-ing them again; each directory carries a print of everything below it
+(``entries.Subtree``), so a publisher that holds that subtree already can skip it whole.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def directory_entries(root: Path) -> Iterator[Entry]:
 
 
 def _scan(root: Path) -> tuple[_Listed, list[_Listed], set[tuple[int, int]]]:
-    """Every directory listed and every entry ``lstat``-ed, in the order the walk streams."""
+    """Every directory listed and every entry ``lstat``-ed, in the order the walk streams;
+    also the (device, inode) of every file with more than one link."""
     try:
         top = _Listed(os.fspath(root), "", _kept(root.stat()))
     except OSError as exc:
@@ -95,38 +97,45 @@ def _scan(root: Path) -> tuple[_Listed, list[_Listed], set[tuple[int, int]]]:
     order = [top]
     stack = [top]
     while stack:
-        listed = stack.pop()
+        subdirs = _list(stack.pop(), seen)
+        order.extend(subdirs)
+        stack.extend(reversed(subdirs))
+    return top, order, set(seen)
+
+
+def _list(listed: _Listed, seen: dict[tuple[int, int], str]) -> list[_Listed]:
+    """Fill in one directory's children; returns its subdirectories, names sorted.
+
+    ``seen``: the stream path of the first link to each inode with several links.
+    """
+    try:
+        names = sorted(os.listdir(listed.path))
+    except OSError as exc:
+        raise SourceError(f"cannot list {listed.path}: {exc.strerror}") from None
+    subdirs = []
+    for name in names:
+        if not name.isascii() or len(name) > NAME_MAX:  # else valid: listdir gives no
+            check_name(name, f"{listed.path}: file")  # "", ".", "..", "/" or NUL
+        path = f"{listed.path}/{name}"
         try:
-            names = sorted(os.listdir(listed.path))
+            st = os.lstat(path)
         except OSError as exc:
-            raise SourceError(f"cannot list {listed.path}: {exc.strerror}") from None
-        subdirs = []
-        for name in names:
-            if not name.isascii() or len(name) > NAME_MAX:  # else valid: listdir gives no
-                check_name(name, f"{listed.path}: file")  # "", ".", "..", "/" or NUL
-            path = f"{listed.path}/{name}"
-            try:
-                st = os.lstat(path)
-            except OSError as exc:
-                raise SourceError(f"cannot read {path}: {exc.strerror}") from None
-            mode = st.st_mode
-            if stat.S_ISDIR(mode):
-                child = _Listed(path, f"{listed.rel}/{name}" if listed.rel else name, _kept(st))
-                order.append(child)
-                subdirs.append(child)
-                listed.children.append((name, child.st, None, child))
-                continue
-            if stat.S_ISSOCK(mode):
-                log.warning("skipping %s: sockets cannot be published", path)
-                continue
+            raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            child = _Listed(path, f"{listed.rel}/{name}" if listed.rel else name, _kept(st))
+            subdirs.append(child)
+            listed.children.append((name, child.st, None, child))
+        elif stat.S_ISSOCK(mode):
+            log.warning("skipping %s: sockets cannot be published", path)
+        else:
             first = None
             if stat.S_ISREG(mode) and st.st_nlink > 1:
                 rel = f"{listed.rel}/{name}" if listed.rel else name
                 first = seen.setdefault((st.st_dev, st.st_ino), rel)
                 first = first if first != rel else None
             listed.children.append((name, _kept(st), first, None))
-        stack.extend(reversed(subdirs))
-    return top, order, set(seen)
+    return subdirs
 
 
 def _emit(path: str, rel: str, children: list[_Child]) -> Iterator[Entry]:
@@ -176,8 +185,8 @@ def _subtree(listed: _Listed, linked: set[tuple[int, int]]) -> Subtree:
     An inode's number and change time move with every write, chmod, chown or replacement
     (a symlink's target cannot change in place), so they stand for the content.
     """
-    st = listed.st
-    rows: list[tuple] = [(st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)]
+    own = listed.st
+    rows: list[tuple] = [(own.st_mode, own.st_uid, own.st_gid, own.st_mtime_ns)]
     newest = files = size = 0
     whole = True
     for name, st, _, child in listed.children:
