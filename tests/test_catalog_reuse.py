@@ -280,20 +280,38 @@ def test_a_release_written_within_the_racy_window_is_staged_again(
     same_as_from_scratch(repo, src, tmp_path / "oracle")
 
 
-def test_a_release_with_catalogs_inside_is_staged_when_published_by_its_own_path(
-        tmp_path: Path) -> None:
-    """Replacing a catalog's own mountpoint drops the catalogs nested in it unrecorded:
-    those are staged (and then taken back by their staged print, or rebuilt)."""
+def kept_paths(repo: NativeRepository, src: Path, path: str) -> set[str]:
+    """Publish ``src`` at ``path``; the stream paths ("" for its top) staged as kept."""
+    with repo.transaction() as txn:
+        txn.replace(path, open_source(src)[0])
+        tree = txn.ops[0].tree
+        assert tree is not None
+        kept = {rel for rel, node in tree.walk() if node.kept is not None}
+        txn.commit()
+    return kept
+
+
+def test_catalogs_inside_a_changed_release_are_kept(tmp_path: Path) -> None:
+    """A catalog nested in a release is kept when only the release around it changed,
+    whether the release is published by its own path or with its parent; not one nested
+    two levels below a replaced mountpoint, which the removal drops without a record."""
     src = make_src(tmp_path / "src")
-    (src / "b" / "bin" / ".cvmfscatalog").write_bytes(b"")
-    os.utime(src / "b" / "bin", (MTIME, MTIME))
+    sub = src / "b" / "bin" / "sub"
+    sub.mkdir()
+    (sub / "data").write_text("data\n")
+    for catalog in (sub.parent, sub):
+        (catalog / ".cvmfscatalog").write_bytes(b"")
+        os.utime(catalog, (MTIME, MTIME))
     repo = make_repo(tmp_path)
     publish_source(repo, src)
-    for _ in range(2):
-        with repo.transaction() as txn:
-            txn.replace("/src/b", open_source(src / "b")[0])
-            tree = txn.ops[0].tree
-            assert tree is not None and tree.find("bin").kept is None
-            txn.commit()
-    assert "/src/b/bin" in {ref.path for ref in repo.reader().catalog_for("/src/b").nested()}
-    same_as_from_scratch(repo, src, tmp_path / "oracle")
+    assert kept_paths(repo, src / "b", "/src/b") == {""}  # the whole release, by its path
+    same_as_from_scratch(repo, src, tmp_path / "oracle1")
+    chmod(src / "b")
+    assert kept_paths(repo, src / "b", "/src/b") == {"bin"}
+    same_as_from_scratch(repo, src, tmp_path / "oracle2")
+    (src / "b" / "README").chmod(0o644)
+    assert kept_paths(repo, src, "/src") == {"a", "b/bin", "c"}
+    same_as_from_scratch(repo, src, tmp_path / "oracle3")
+    (src / "b" / "bin" / "tool").write_text("a new tool\n")
+    assert kept_paths(repo, src / "b", "/src/b") == set()  # bin/sub: dropped unrecorded
+    same_as_from_scratch(repo, src, tmp_path / "oracle4")

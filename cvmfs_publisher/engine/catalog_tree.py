@@ -42,7 +42,7 @@ from ..cvmfs.dirtab import MARKER
 from ..cvmfs.hashes import Algorithm, ContentHash, parent_path
 from ..cvmfs.names import display, is_within
 from ..entries import Kind, Owner
-from ..errors import InvalidPath
+from ..errors import FormatError, InvalidPath
 from .balance import choose_splits
 from .staging import Node, StagedTree
 
@@ -82,12 +82,16 @@ class WorkingCatalog:
 
 @dataclass(frozen=True)
 class DroppedCatalog:
-    """A nested catalog removed unchanged: what its mountpoint needs to take it back."""
+    """A nested catalog removed unchanged: what its mountpoint needs to take it back.
+
+    One nested in a dropped catalog was never loaded: its root row and totals are read
+    from the catalog itself if it is taken back (None until then).
+    """
 
     content_hash: ContentHash
     size: int
-    root: DirEntry
-    total: Tally
+    root: DirEntry | None = None
+    total: Tally | None = None
 
 
 def root_entry(now: int, owner: Owner) -> DirEntry:
@@ -216,6 +220,9 @@ class CatalogTree:
         if wc.old_hash is not None and not wc.dirty and wc.old_size and root is not None:
             self._dropped[wc.mountpoint] = DroppedCatalog(wc.old_hash, wc.old_size, root,
                                                           wc.old_counters.total())
+        for ref in wc.catalog.nested():  # as stored: a hash names the same rows anywhere
+            if ref.path not in self.loaded and ref.size:
+                self._dropped.setdefault(ref.path, DroppedCatalog(ref.content_hash, ref.size))
         for mountpoint in [m for m in self.loaded if is_within(m, wc.mountpoint)]:
             gone = self.loaded.pop(mountpoint)
             with contextlib.suppress(Exception):
@@ -316,12 +323,25 @@ class CatalogTree:
             if node.kept is not None:
                 raise AssertionError(f"{display(path)}: the kept catalog is not the head's")
             return False
-        flags = (old.root.flags & ~Flag.NESTED_ROOT) | Flag.NESTED_MOUNTPOINT
-        parent.catalog.add(path, old.root.evolve(flags=int(flags)))
+        root, total = self._root_and_total(path, old)
+        flags = (root.flags & ~Flag.NESTED_ROOT) | Flag.NESTED_MOUNTPOINT
+        parent.catalog.add(path, root.evolve(flags=int(flags)))
         parent.catalog.set_nested(NestedRef(path, old.content_hash, old.size))
-        parent.delta = parent.delta + old.total
+        parent.delta = parent.delta + total
         parent.dirty = True
         return True
+
+    def _root_and_total(self, path: str, old: DroppedCatalog) -> tuple[DirEntry, Tally]:
+        if old.root is not None and old.total is not None:
+            return old.root, old.total
+        catalog = Catalog.open(self.fetch(old.content_hash))
+        try:
+            root = catalog.lookup(path)
+            if root is None:
+                raise FormatError(f"nested catalog {old.content_hash} has no root {display(path)}")
+            return root, catalog.counters().total()
+        finally:
+            catalog.close()
 
     def _children(self, path: str, node: Node, wc: WorkingCatalog
                   ) -> list[tuple[str, Node, WorkingCatalog, int, int]]:

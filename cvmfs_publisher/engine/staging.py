@@ -84,7 +84,7 @@ class StagedTree:
             keep: Keep | None = None) -> None:
         parts = entry.path.split("/") if entry.path else []
         if not parts:
-            self._set_root(entry, store)
+            self._set_root(entry, store, keep)
             return
         parent = self._directory(parts[:-1], entry.path)
         assert parent.children is not None and parent.kept is None, "a kept subtree is whole"
@@ -132,11 +132,14 @@ class StagedTree:
             node.rdev = (entry.rdev[0] << 8) | entry.rdev[1]
         return node
 
-    def _set_root(self, entry: Entry, store: Callable[[Entry], PendingFile]) -> None:
+    def _set_root(self, entry: Entry, store: Callable[[Entry], PendingFile],
+                  keep: Keep | None = None) -> None:
         """The stream's own top: usually the directory, or the single file being published."""
         node = self._node(entry, "", store)
         if node.kind is Kind.DIR:
             node.children = self.root.children if self.root.kind is Kind.DIR else {}
+            if entry.subtree is not None and not node.children:
+                self._offer("", node, entry.subtree, keep)
         self.root = node
 
     def _directory(self, parts: list[str], path: str) -> Node:

@@ -112,13 +112,10 @@ class Transaction:
 
         Only for the first replace of a session: a later one may edit the tree the catalog
         replaces. ``commit`` stages the subtree after all if the session ends otherwise.
-        Only for a catalog nested right in the one that holds ``base``: those are the ones
-        the replace's removal keeps for taking back (``CatalogTree.remove``).
         """
         assert subtree.digest is not None
-        path = f"{base}/{rel}"
-        holder = self.reader.catalog_for(parent_path(path))
-        if holder is not self.reader.catalog_for(base) or (base and holder.mountpoint == base):
+        path = f"{base}/{rel}" if rel else base
+        if not path or not self._kept_by_removal(base, path):
             return None
         if self._staged_rules is None:
             self._staged_rules = rules_print(catalog_rules(
@@ -127,11 +124,26 @@ class Transaction:
                                                         self._staged_rules))
         if mark is None:
             return None
+        holder = self.reader.catalog_for(parent_path(path))
         ref = next((r for r in holder.nested() if r.path == path), None)
         if ref is None or not ref.size or self.index.catalog_print(ref.content_hash) != mark:
             return None
         self.pipeline.add_kept(subtree.files, subtree.size)
         return mark
+
+    def _kept_by_removal(self, base: str, path: str) -> bool:
+        """Whether replacing ``base`` keeps the catalog mounted at ``path`` for taking back
+        (``CatalogTree.remove``): the catalogs it drops and the ones nested right in them."""
+        target = self.reader.catalog_for(base)  # at a mountpoint: the one mounted there
+        mounted = bool(base) and target.mountpoint == base
+        if path == base:
+            return mounted
+        holder = self.reader.catalog_for(parent_path(path))
+        if holder is target:
+            return True
+        inside = holder.mountpoint != base and is_within(holder.mountpoint, base)
+        return (not mounted and inside
+                and self.reader.catalog_for(parent_path(holder.mountpoint)) is target)
 
     def _source_key(self, path: str, digest: bytes, rules: str) -> bytes:
         """A source subtree as published at ``path``: what else decides its catalog rows."""
@@ -258,9 +270,9 @@ class Transaction:
         if op.tree is None:
             return
         for path, mark in tree.placed_prints.items():
-            if not is_within(path, op.path) or path == op.path:
+            if not is_within(path, op.path):
                 continue
-            source = op.tree.sources.get(path[len(op.path) + 1:])
+            source = op.tree.sources.get(path[len(op.path) + 1:] if path != op.path else "")
             if source is not None and source[1] < self.index.racy_ns:
                 self.index.record_source_print(self._source_key(path, source[0], self._rules),
                                                mark)

@@ -81,9 +81,11 @@ def directory_entries(root: Path) -> Iterator[Entry]:
     for listed in reversed(order):  # children were listed after their parents
         listed.subtree = _subtree(listed, linked)
     st = top.st
+    subtree = top.subtree
     yield Entry("", Kind.DIR, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-                st.st_mtime, subtree=top.subtree)
-    yield from _emit(top.path, top.rel, top.children)
+                st.st_mtime, subtree=subtree)
+    if subtree is None or not subtree.skipped:
+        yield from _emit(top.path, top.rel, top.children)
 
 
 def _scan(root: Path) -> tuple[_Listed, list[_Listed], set[tuple[int, int]]]:
