@@ -299,13 +299,13 @@ class CatalogTree:
         the catalog it had is taken back whole."""
         if path == "":
             return wc
-        entry = self._directory_entry(node, path.rsplit("/", 1)[-1])
-        if self._wants_catalog(node):
-            if self._reuse(path, node, wc):
-                return None
-            return self._new_nested(path, entry, wc)
-        rows[wc].append((path, entry, ()))
-        return wc
+        name = path.rsplit("/", 1)[-1]
+        if not self._wants_catalog(node):
+            rows[wc].append((path, self._directory_entry(node, name), ()))
+            return wc
+        if self._reuse(path, node, wc):
+            return None  # no row built: a kept node has no children to count
+        return self._new_nested(path, self._directory_entry(node, name), wc)
 
     def _reuse(self, path: str, node: Node, parent: WorkingCatalog) -> bool:
         """Mount the catalog removed from ``path`` again if the staged subtree has the print
@@ -324,8 +324,7 @@ class CatalogTree:
                 raise AssertionError(f"{display(path)}: the kept catalog is not the head's")
             return False
         root, total = self._root_and_total(path, old)
-        flags = (root.flags & ~Flag.NESTED_ROOT) | Flag.NESTED_MOUNTPOINT
-        parent.catalog.add(path, root.evolve(flags=int(flags)))
+        parent.catalog.add(path, _mountpoint_row(root))
         parent.catalog.set_nested(NestedRef(path, old.content_hash, old.size))
         parent.delta = parent.delta + total
         parent.dirty = True
@@ -519,8 +518,7 @@ class CatalogTree:
                 continue
             new_hash, size, child_root = child.done
             wc.catalog.set_nested(NestedRef(child.mountpoint, new_hash, size))
-            flags = (child_root.flags & ~Flag.NESTED_ROOT) | Flag.NESTED_MOUNTPOINT
-            wc.catalog.replace_entry(child.mountpoint, child_root.evolve(flags=int(flags)))
+            wc.catalog.replace_entry(child.mountpoint, _mountpoint_row(child_root))
 
     def _refresh_directories(self, wc: WorkingCatalog) -> None:
         for directory in sorted(wc.relink):
@@ -566,6 +564,12 @@ def _vacuum_if_sparse(catalog: Catalog) -> None:
     free = catalog.conn.execute("PRAGMA freelist_count").fetchone()[0]
     if pages and free * 4 > pages:
         catalog.conn.execute("VACUUM")
+
+
+def _mountpoint_row(root: DirEntry) -> DirEntry:
+    """The parent's row for a nested catalog: the catalog's own root row, flagged as the
+    mountpoint instead of the root."""
+    return root.evolve(flags=int((root.flags & ~Flag.NESTED_ROOT) | Flag.NESTED_MOUNTPOINT))
 
 
 def _inode_members(children: dict[str, Node]) -> dict[int, int]:
