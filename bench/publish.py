@@ -155,8 +155,8 @@ def file_pieces(paths: list[Path]) -> list[bytes]:
 
 
 def publish(repo: NativeRepository, src: Path, path: str) -> tuple[float, CommitResult]:
-    entries, _ = open_source(src)
     start = time.perf_counter()
+    entries, _ = open_source(src)  # scans the directory: timed
     with repo.transaction() as txn:
         txn.replace(path, entries)
         result = txn.commit()

@@ -158,9 +158,9 @@ def timed_publish(storage: Storage, work: Path, src: Path, preset: str, label: s
                             options=EngineOptions(cache_dir=work / cache, compression=preset))
     if create:
         repo.create()
-    entries, _ = open_source(src)
     os.sync()
     start = time.perf_counter()
+    entries, _ = open_source(src)  # scans the directory: timed
     with repo.transaction() as txn:
         txn.replace("/bench", entries)
         result = txn.commit(message=label)

@@ -74,9 +74,9 @@ def run_step(kind: str, work: Path, src: str, path: str) -> None:
                             options=options)
     if kind == "init":
         repo.create()
-    entries, _ = open_source(Path(src))
     os.sync()
     start = time.perf_counter()
+    entries, _ = open_source(Path(src))  # scans the directory: timed
     with repo.transaction() as txn:
         txn.replace(path, entries)
         result = txn.commit()

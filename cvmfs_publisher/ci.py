@@ -141,7 +141,7 @@ class CiPublish:
             ) -> CommitResult:
         assert chosen.kind is not None
         signer = self._checked(chosen)
-        entries, _ = open_source(artifact, estimate=False)
+        entries, _ = open_source(artifact)
         if chosen.kind == RELEASE:
             entries = without_devices(entries, str(artifact))
         record = Provenance(signer=signer, git=self.env.sha or None,

@@ -16,7 +16,7 @@ from .common import (
     json_option,
     pass_state,
 )
-from .output import PublishProgress, bar_shown, emit_json, human_bytes, stderr, stdout
+from .output import PublishProgress, emit_json, human_bytes, stderr, stdout
 
 if TYPE_CHECKING:
     from ..engine.diff import Change as TreeChange
@@ -96,8 +96,7 @@ def _publish(publisher: Publisher, changes: list[Change], tag: str | None, messa
     from ..publisher import publish as run_publish
     from ..sources import open_source
 
-    shown = bar_shown(progress)
-    opened = [(change, open_source(change.source, estimate=shown) if change.source else None)
+    opened = [(change, open_source(change.source) if change.source else None)
               for change in changes]  # every source checked before anything is locked
     estimates = [source[1] for _, source in opened if source is not None]
     files = (sum(e.files or 0 for e in estimates)

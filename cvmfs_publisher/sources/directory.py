@@ -72,19 +72,31 @@ class _Listed:
 def directory_entries(root: Path) -> Iterator[Entry]:
     """Walk a tree in sorted order, parents first; hard links by (device, inode).
 
-    The whole tree is ``lstat``-ed before the first entry is handed out, so that every
-    directory entry carries a ``Subtree`` print: a consumer that skips a subtree pays one
-    ``lstat`` per file below it and no entry. Paths are plain strings: a ``Path`` per
+    Scanned at the first entry; ``scan_directory`` scans at once.
+    """
+    yield from scan_directory(root)[0]
+
+
+def scan_directory(root: Path) -> tuple[Iterator[Entry], Subtree]:
+    """The whole tree ``lstat``-ed now (so unreadable parts fail now), and its entries to
+    stream; the top's ``Subtree`` counts the files and bytes (a progress bar's total).
+
+    Every directory entry carries a ``Subtree`` print: a consumer that skips a subtree pays
+    one ``lstat`` per file below it and no entry. Paths are plain strings: a ``Path`` per
     entry cost more than the ``lstat``.
     """
     top, order, linked = _scan(root)
     for listed in reversed(order):  # children were listed after their parents
         listed.subtree = _subtree(listed, linked)
+    assert top.subtree is not None
+    return _stream(top, top.subtree), top.subtree
+
+
+def _stream(top: _Listed, subtree: Subtree) -> Iterator[Entry]:
     st = top.st
-    subtree = top.subtree
     yield Entry("", Kind.DIR, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
                 st.st_mtime, subtree=subtree)
-    if subtree is None or not subtree.skipped:
+    if not subtree.skipped:
         yield from _emit(top.path, top.rel, top.children)
 
 
