@@ -180,19 +180,18 @@ def test_a_release_published_by_its_own_path_is_taken_back(tmp_path: Path) -> No
 
 # -- subtrees the walk leaves out (``Subtree.skip``) ------------------------------------------
 
-def staged(repo: NativeRepository, src: Path, *more: tuple[str, Path]) -> CommitResult:
-    """``src`` at /src, then each (path, source) of ``more``, in one session; the kept
-    releases are checked before the commit."""
+def publish_kept(repo: NativeRepository, src: Path, path: str = "/src",
+                 more: tuple[tuple[str, Path], ...] = ()) -> tuple[set[str], CommitResult]:
+    """``src`` at ``path``, then each (path, source) of ``more``, in one session: the
+    stream paths ("" for its top) staged as kept before the commit, and the commit."""
     with repo.transaction() as txn:
-        txn.replace("/src", open_source(src)[0])
+        txn.replace(path, open_source(src)[0])
         tree = txn.ops[0].tree
         assert tree is not None
-        kept = {name for name in RELEASES if tree.find(name).kept is not None}
-        for path, source in more:
-            txn.replace(path, open_source(source)[0])
-        result = txn.commit()
-    result.kept = kept  # type: ignore[attr-defined]
-    return result
+        kept = {rel for rel, node in tree.walk() if node.kept is not None}
+        for other, source in more:
+            txn.replace(other, open_source(source)[0])
+        return kept, txn.commit()
 
 
 def test_an_unchanged_release_is_not_even_staged(tmp_path: Path) -> None:
@@ -200,8 +199,8 @@ def test_an_unchanged_release_is_not_even_staged(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     first = publish_source(repo, src)
     before = nested(repo)
-    again = staged(repo, src)
-    assert again.kept == set(RELEASES)
+    kept, again = publish_kept(repo, src)
+    assert kept == set(RELEASES)
     with repo.transaction() as txn:  # the walk left the kept subtrees out
         txn.replace("/src", open_source(src)[0])
         tree = txn.ops[0].tree
@@ -219,7 +218,7 @@ def test_a_changed_release_is_staged(tmp_path: Path, change: Callable[[Path], No
     repo = make_repo(tmp_path)
     publish_source(repo, src)
     change(src / "b")
-    assert staged(repo, src).kept == {"a", "c"}
+    assert publish_kept(repo, src)[0] == {"a", "c"}
     same_as_from_scratch(repo, src, tmp_path / "oracle")
 
 
@@ -233,8 +232,9 @@ def test_a_second_change_in_the_session_stages_the_kept_releases(tmp_path: Path)
     extra.write_text("extra\n")
     dirtab = tmp_path / "dirtab"
     dirtab.write_text("/src/*/bin\n")
-    result = staged(repo, src, ("/src/b/bin/extra.txt", extra), ("/.cvmfsdirtab", dirtab))
-    assert result.kept == set(RELEASES)
+    kept, result = publish_kept(repo, src, more=(("/src/b/bin/extra.txt", extra),
+                                                  ("/.cvmfsdirtab", dirtab)))
+    assert kept == set(RELEASES)
     assert "/src/b/bin" in result.catalogs_written
     oracle = make_repo(tmp_path / "oracle")
     with oracle.transaction() as txn:
@@ -258,9 +258,9 @@ def test_other_catalog_rules_stage_every_release(tmp_path: Path) -> None:
     rules = {"release_catalogs": ["/src/*"]}
     repo = make_repo(tmp_path, **rules)
     assert publish_source(repo, src).catalogs_written == ["/", "/src/a", "/src/b", "/src/c"]
-    assert staged(repo, src).kept == set(RELEASES)
+    assert publish_kept(repo, src)[0] == set(RELEASES)
     repo = make_repo(tmp_path, release_catalogs=[])
-    assert staged(repo, src).kept == set()
+    assert publish_kept(repo, src)[0] == set()
     assert nested(repo) == {}
     same_as_from_scratch(repo, src, tmp_path / "oracle", release_catalogs=[])
 
@@ -273,22 +273,11 @@ def test_a_release_written_within_the_racy_window_is_staged_again(
     (src / "b" / "README").write_text("written just now\n")
     repo = make_repo(tmp_path)
     publish_source(repo, src)
-    assert staged(repo, src).kept == set()
+    assert publish_kept(repo, src)[0] == set()
     monkeypatch.setattr(content_index, "RACY_SECONDS", 0.0)
     publish_source(repo, src)
-    assert staged(repo, src).kept == set(RELEASES)
+    assert publish_kept(repo, src)[0] == set(RELEASES)
     same_as_from_scratch(repo, src, tmp_path / "oracle")
-
-
-def kept_paths(repo: NativeRepository, src: Path, path: str) -> set[str]:
-    """Publish ``src`` at ``path``; the stream paths ("" for its top) staged as kept."""
-    with repo.transaction() as txn:
-        txn.replace(path, open_source(src)[0])
-        tree = txn.ops[0].tree
-        assert tree is not None
-        kept = {rel for rel, node in tree.walk() if node.kept is not None}
-        txn.commit()
-    return kept
 
 
 def test_catalogs_inside_a_changed_release_are_kept(tmp_path: Path) -> None:
@@ -304,14 +293,14 @@ def test_catalogs_inside_a_changed_release_are_kept(tmp_path: Path) -> None:
         os.utime(catalog, (MTIME, MTIME))
     repo = make_repo(tmp_path)
     publish_source(repo, src)
-    assert kept_paths(repo, src / "b", "/src/b") == {""}  # the whole release, by its path
+    assert publish_kept(repo, src / "b", "/src/b")[0] == {""}  # the whole release, by its path
     same_as_from_scratch(repo, src, tmp_path / "oracle1")
     chmod(src / "b")
-    assert kept_paths(repo, src / "b", "/src/b") == {"bin"}
+    assert publish_kept(repo, src / "b", "/src/b")[0] == {"bin"}
     same_as_from_scratch(repo, src, tmp_path / "oracle2")
     (src / "b" / "README").chmod(0o644)
-    assert kept_paths(repo, src, "/src") == {"a", "b/bin", "c"}
+    assert publish_kept(repo, src, "/src")[0] == {"a", "b/bin", "c"}
     same_as_from_scratch(repo, src, tmp_path / "oracle3")
     (src / "b" / "bin" / "tool").write_text("a new tool\n")
-    assert kept_paths(repo, src / "b", "/src/b") == set()  # bin/sub: dropped unrecorded
+    assert publish_kept(repo, src / "b", "/src/b")[0] == set()  # bin/sub: dropped unrecorded
     same_as_from_scratch(repo, src, tmp_path / "oracle4")
