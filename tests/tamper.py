@@ -25,6 +25,9 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
 from cvmfs_publisher.cvmfs.catalog import Catalog
 from cvmfs_publisher.cvmfs.compression import decode, encode
 from cvmfs_publisher.cvmfs.hashes import Algorithm, ContentHash, Suffix
@@ -227,3 +230,12 @@ class Resigner:
         self.storage.put(WHITELIST, whitelist.sign(master))
         return whitelist
 
+
+def damaged_key_pem(pem: bytes) -> bytes:
+    """The same public half (n, e), wrong private exponents: what a bit flip in a key file
+    can leave, and what parsing no longer rejects (it skips OpenSSL's slow arithmetic check)."""
+    good = load_private_key(pem, "key").private_numbers()
+    bad = rsa.RSAPrivateNumbers(good.p, good.q, good.d ^ 2, good.dmp1 ^ 2, good.dmq1 ^ 2,
+                                good.iqmp, good.public_numbers)
+    return bad.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+        Encoding.PEM, PrivateFormat.TraditionalOpenSSL, NoEncryption())

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding
-from tamper import FQRN
+from tamper import FQRN, damaged_key_pem
 
 from cvmfs_publisher.cvmfs.catalog import decode_xattrs, encode_xattrs
 from cvmfs_publisher.cvmfs.compression import Compression, check_and_decode, decode, encode
@@ -49,7 +49,7 @@ from cvmfs_publisher.cvmfs.whitelist import (
 )
 from cvmfs_publisher.engine.chunking import ChunkPolicy, split
 from cvmfs_publisher.engine.trust import check_whitelist
-from cvmfs_publisher.errors import FormatError, SignatureError
+from cvmfs_publisher.errors import FormatError, KeyMaterialError, SignatureError
 from cvmfs_publisher.storage.local import LocalStorage
 
 EMPTY_ZLIB = bytes.fromhex("789c030000000001")
@@ -348,6 +348,14 @@ def test_whitelist_signature_with_wrong_key_fails(storage: Path, keys: Path) -> 
     altered = SignedDocument(doc.letter.replace(b"E20261224", b"E20271224"), doc.hash_line,
                              doc.signature)
     assert not verify_whitelist_signature(altered, [public(keys)])
+
+
+@pytest.mark.parametrize("scheme", [sign_sha1, sign_raw])
+def test_a_damaged_private_key_signs_nothing(keys: Path, scheme) -> None:
+    pem = (keys / f"{FQRN}.masterkey").read_bytes()
+    scheme(load_private_key(pem, "key"), b"hash line")  # the intact key signs
+    with pytest.raises(KeyMaterialError, match="damaged"):
+        scheme(load_private_key(damaged_key_pem(pem), "key"), b"hash line")
 
 
 def test_whitelist_malformed_times() -> None:

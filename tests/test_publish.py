@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from tamper import damaged_key_pem
 
 from cvmfs_publisher.config import Config
 from cvmfs_publisher.cvmfs.catalog import Flag
@@ -253,6 +254,10 @@ def test_missing_and_wrong_keys(cli, repo: str, tree: Path, isolated_home: Path)
     key.chmod(0o600)
     result = cli("publish", tree, "--repo", repo, "--path", "/x")
     assert result.code == 1 and "does not match" in result.err
+    key.write_bytes(damaged_key_pem(saved))  # the certificate's public half, wrong exponents
+    result = cli("publish", tree, "--repo", repo, "--path", "/x")
+    assert result.code == 1 and "the key file is damaged" in result.err
+    assert len(result.err.strip().splitlines()) == 1
     key.write_bytes(saved)
     (keys / f"{NAME}.pub").write_bytes((keys / f"{NAME}.pub").read_bytes().replace(b"A", b"B",
                                                                                   1))

@@ -8,13 +8,14 @@ exponentiation below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ..errors import FormatError
+from ..errors import FormatError, KeyMaterialError
 from .hashes import Algorithm, ContentHash
 
 SEPARATOR = b"\n--\n"
@@ -59,7 +60,8 @@ def hash_line(letter: bytes, algorithm: Algorithm) -> bytes:
 
 def sign_sha1(key: rsa.RSAPrivateKey, message: bytes) -> bytes:
     """Manifest scheme: ``EVP_SignInit(EVP_sha1())`` over the hash line."""
-    return key.sign(message, padding.PKCS1v15(), hashes.SHA1())
+    return _checked(key, message, key.sign(message, padding.PKCS1v15(), hashes.SHA1()),
+                    verify_sha1)
 
 
 def verify_sha1(key: rsa.RSAPublicKey, message: bytes, signature: bytes) -> bool:
@@ -79,7 +81,19 @@ def sign_raw(key: rsa.RSAPrivateKey, message: bytes) -> bytes:
     if pad_len < 8:
         raise FormatError("message too long for raw RSA signature")
     encoded = b"\x00\x01" + b"\xff" * pad_len + b"\x00" + message
-    return pow(int.from_bytes(encoded, "big"), numbers.d, n).to_bytes(size, "big")
+    signature = pow(int.from_bytes(encoded, "big"), numbers.d, n).to_bytes(size, "big")
+    return _checked(key, message, signature, verify_raw)
+
+
+def _checked(key: rsa.RSAPrivateKey, message: bytes, signature: bytes,
+             verify: Callable[[rsa.RSAPublicKey, bytes, bytes], bool]) -> bytes:
+    """Keys are parsed without OpenSSL's arithmetic check (``key_material``): a damaged
+    private exponent would sign garbage that every client rejects, so check it here, where
+    it costs about a millisecond, before the signature is published."""
+    if not verify(key.public_key(), message, signature):
+        raise KeyMaterialError("the private key makes signatures its own public key rejects: "
+                             "the key file is damaged")
+    return signature
 
 
 def verify_raw(key: rsa.RSAPublicKey, message: bytes, signature: bytes) -> bool:
