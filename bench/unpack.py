@@ -28,6 +28,7 @@ import collections
 import hashlib
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -187,7 +188,7 @@ def main() -> None:
         sh("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:bench",
            f"docker://{ref}")
         run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
-        ours: dict[str, tuple[float, float, int]] = {}
+        ours: dict[str, tuple[float, float, int, tuple[float, ...]]] = {}
         limits: dict[str, float] = {}
         umoci_times = []
         for round_ in range(args.rounds):
@@ -195,10 +196,10 @@ def main() -> None:
                 limits[preset] = min(limits.get(preset, float("inf")),
                                      layer_limit(layout, preset))
                 target = run_dir / f"{preset}-{round_}"
-                repo, t_ours, t_resync = run_ours(target, ref, preset)
+                repo, t_ours, t_resync, cpu = run_ours(target, ref, preset, proc.pid)
                 size = stored_bytes(target / "storage")
                 if preset not in ours or t_ours < ours[preset][0]:
-                    ours[preset] = (t_ours, t_resync, size)
+                    ours[preset] = (t_ours, t_resync, size, cpu)
                 if round_ + 1 < args.rounds or args.compare is False:
                     shutil.rmtree(target, ignore_errors=True)
             shutil.rmtree(run_dir / "umoci", ignore_errors=True)
@@ -225,7 +226,7 @@ def main() -> None:
         print(f"\n{'preset':<9} {'ours (s)':>9} {'vs umoci':>9} {'vs skopeo+umoci':>16} "
               f"{'limit (s)':>10} {'of limit':>9} {'vs zlib-6':>10} {'objects MB':>11} "
               f"{'size vs zlib-6':>15} {'re-sync (s)':>12}")
-        for preset, (t_ours, t_resync, size) in ours.items():
+        for preset, (t_ours, t_resync, size, _) in ours.items():
             speed = f"{base[0] / t_ours:9.2f}x" if base else f"{'-':>10}"
             ratio = f"{size / base[2]:14.3f}x" if base else f"{'-':>15}"
             print(f"{preset:<9} {t_ours:9.2f} {t_ours / t_umoci:9.2f} "
@@ -236,6 +237,14 @@ def main() -> None:
               "read their tar members and deflate + SHA-1 every file with the preset in "
               f"{os.cpu_count()} threads, nothing stored; goals: fast preset <= 0.5 of umoci, "
               "re-sync < 1 s; vs zlib-6 = how many times faster than the zlib preset)")
+        cores = os.cpu_count() or 1
+        print(f"\n{'preset':<9} {'CPU s: publishing process':>26} {'workers':>8} "
+              f"{'registry':>9} {'all / cores':>12} {'goal (s)':>9}")
+        for preset, (_, _, _, cpu) in ours.items():
+            print(f"{preset:<9} {cpu[0]:>26.2f} {cpu[1]:>8.2f} {cpu[2]:>9.2f} "
+                  f"{sum(cpu) / cores:>12.2f} {t_umoci / 2:>9.2f}")
+        print(f"(the fastest round; 'all / cores' is the least time that CPU work can take on "
+              f"{cores} cores, whatever the overlap)")
         if args.compare:
             compare(repo, ref, run_dir / "umoci/rootfs")
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -244,7 +253,18 @@ def main() -> None:
         proc.wait()
 
 
-def run_ours(run_dir: Path, ref: str, preset: str) -> tuple[NativeRepository, float, float]:
+def cpu_seconds(registry: int) -> tuple[float, float, float]:
+    """CPU time of this process (all threads), of its reaped children (the engine's worker
+    processes end with the transaction) and of the registry serving the layers."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                          resource.RUSAGE_CHILDREN))
+    fields = Path(f"/proc/{registry}/stat").read_text().rsplit(")", 1)[1].split()
+    served = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, served
+
+
+def run_ours(run_dir: Path, ref: str, preset: str,
+             registry: int) -> tuple[NativeRepository, float, float, tuple[float, ...]]:
     repo = NativeRepository(LocalStorage(run_dir / "storage"), "bench.example.org",
                             keys_dir=run_dir / "keys",
                             options=EngineOptions(cache_dir=run_dir / "cache",
@@ -258,10 +278,12 @@ def run_ours(run_dir: Path, ref: str, preset: str) -> tuple[NativeRepository, fl
         report = run_unpack(publisher, None, [ref])
 
     os.sync()
+    before = cpu_seconds(registry)
     t_ours = timed(ours)
+    cpu = tuple(b - a for a, b in zip(before, cpu_seconds(registry), strict=True))
     assert report is not None and report.ok, [o.detail for o in report.failed]
     t_resync = timed(lambda: run_unpack(publisher, None, [ref]))
-    return repo, t_ours, t_resync
+    return repo, t_ours, t_resync, cpu
 
 
 def stored_bytes(storage: Path) -> int:
