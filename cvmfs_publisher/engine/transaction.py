@@ -115,7 +115,10 @@ class Transaction:
         """
         assert subtree.digest is not None
         path = f"{base}/{rel}" if rel else base
-        if not path or not self._kept_by_removal(base, path):
+        if not path:
+            return None
+        holder = self.reader.catalog_for(parent_path(path))  # the one mounting ``path``
+        if not self._kept_by_removal(base, path, holder):
             return None
         if self._staged_rules is None:
             self._staged_rules = rules_print(catalog_rules(
@@ -124,21 +127,20 @@ class Transaction:
                                                         self._staged_rules))
         if mark is None:
             return None
-        holder = self.reader.catalog_for(parent_path(path))
         ref = next((r for r in holder.nested() if r.path == path), None)
         if ref is None or not ref.size or self.index.catalog_print(ref.content_hash) != mark:
             return None
         self.pipeline.add_kept(subtree.files, subtree.size)
         return mark
 
-    def _kept_by_removal(self, base: str, path: str) -> bool:
-        """Whether replacing ``base`` keeps the catalog mounted at ``path`` for taking back
-        (``CatalogTree.remove``): the catalogs it drops and the ones nested right in them."""
+    def _kept_by_removal(self, base: str, path: str, holder: Catalog) -> bool:
+        """Whether replacing ``base`` keeps the catalog mounted at ``path`` (in ``holder``)
+        for taking back (``CatalogTree.remove``): the catalogs it drops and the ones nested
+        right in them."""
         target = self.reader.catalog_for(base)  # at a mountpoint: the one mounted there
         mounted = bool(base) and target.mountpoint == base
         if path == base:
             return mounted
-        holder = self.reader.catalog_for(parent_path(path))
         if holder is target:
             return True
         inside = holder.mountpoint != base and is_within(holder.mountpoint, base)
