@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import platform
 import random
-import resource
 import shutil
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cputime import own_and_children
 
 from cvmfs_publisher.cvmfs.compression import PRESETS, deflater
 from cvmfs_publisher.engine.chunking import ChunkPolicy
@@ -159,14 +160,6 @@ def file_pieces(paths: list[Path]) -> list[bytes]:
     return pieces
 
 
-def cpu_seconds() -> tuple[float, float]:
-    """CPU time of this process (all its threads) and of its reaped children (the engine's
-    worker processes end with the transaction)."""
-    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
-                                                          resource.RUSAGE_CHILDREN))
-    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
-
-
 def publish(repo: NativeRepository, src: Path, path: str) -> tuple[float, CommitResult]:
     start = time.perf_counter()
     entries, _ = open_source(src)  # scans the directory: timed
@@ -250,9 +243,9 @@ def measure(work: Path, small: Path, large: Path, small_pieces: list[bytes],
                             keys_dir=work / "keys", options=options)
     repo.create()
     os.sync()
-    before = cpu_seconds()
+    before = own_and_children()
     ours_small, _ = publish(repo, small, "/small")
-    main_cpu, workers_cpu = (b - a for a, b in zip(before, cpu_seconds(), strict=True))
+    main_cpu, workers_cpu = (b - a for a, b in zip(before, own_and_children(), strict=True))
     ours_large, _ = publish(repo, large, "/large/blob.bin")
     unchanged, _ = publish(repo, small, "/small")
     extra = small / "d000" / "zz-new-file"

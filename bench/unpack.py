@@ -28,7 +28,6 @@ import collections
 import hashlib
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -44,6 +43,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from cputime import own_and_children  # noqa: E402
 
 from cvmfs_publisher.backends.native import NativePublisher  # noqa: E402
 from cvmfs_publisher.cvmfs.compression import PRESETS  # noqa: E402
@@ -254,13 +255,10 @@ def main() -> None:
 
 
 def cpu_seconds(registry: int) -> tuple[float, float, float]:
-    """CPU time of this process (all threads), of its reaped children (the engine's worker
-    processes end with the transaction) and of the registry serving the layers."""
-    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
-                                                          resource.RUSAGE_CHILDREN))
+    """``own_and_children`` and the CPU time of the registry serving the layers."""
     fields = Path(f"/proc/{registry}/stat").read_text().rsplit(")", 1)[1].split()
     served = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, served
+    return (*own_and_children(), served)
 
 
 def run_ours(run_dir: Path, ref: str, preset: str,
