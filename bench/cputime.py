@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import resource
+from pathlib import Path
 
 
 def own_and_children() -> tuple[float, float]:
@@ -11,3 +13,9 @@ def own_and_children() -> tuple[float, float]:
     own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
                                                           resource.RUSAGE_CHILDREN))
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def of_process(pid: int) -> float:
+    """CPU seconds of another process so far (a server the bench started): utime + stime."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

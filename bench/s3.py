@@ -34,6 +34,7 @@ from pathlib import Path
 
 import boto3
 import requests
+from cputime import of_process, own_and_children
 
 from cvmfs_publisher.cvmfs.compression import PRESETS, deflater
 from cvmfs_publisher.engine.options import EngineOptions
@@ -96,8 +97,9 @@ def _port_pair() -> int:
 
 
 @contextlib.contextmanager
-def seaweedfs(work: Path) -> Iterator[str]:
-    """``weed mini`` on loopback as TESTING.md 1 prescribes; yields the endpoint URL."""
+def seaweedfs(work: Path) -> Iterator[tuple[str, int]]:
+    """``weed mini`` on loopback as TESTING.md 1 prescribes; yields the endpoint URL and
+    the server's process id (its CPU time is counted)."""
     weed = Path(sys.executable).parent / "weed"
     if not weed.exists():
         raise SystemExit("SeaweedFS 'weed' not found next to the interpreter: "
@@ -122,7 +124,7 @@ def seaweedfs(work: Path) -> Iterator[str]:
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     try:
         _wait(endpoint, proc)
-        yield endpoint
+        yield endpoint, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -153,12 +155,13 @@ def _wait(endpoint: str, proc: subprocess.Popen) -> None:
 
 
 def timed_publish(storage: Storage, work: Path, src: Path, preset: str, label: str,
-                  cache: str, create: bool = True) -> dict[str, float | str | int]:
+                  cache: str, server: int, create: bool = True) -> dict[str, float | str | int]:
     repo = NativeRepository(storage, FQRN, keys_dir=work / "keys",
                             options=EngineOptions(cache_dir=work / cache, compression=preset))
     if create:
         repo.create()
     os.sync()
+    cpu_before = sum(own_and_children()), of_process(server)
     start = time.perf_counter()
     entries, _ = open_source(src)  # scans the directory: timed
     with repo.transaction() as txn:
@@ -166,7 +169,9 @@ def timed_publish(storage: Storage, work: Path, src: Path, preset: str, label: s
         result = txn.commit(message=label)
         workers = txn.pipeline.workers
     seconds = time.perf_counter() - start
-    return {"preset": preset, "label": label, "seconds": seconds, "files": result.files,
+    ours, served = sum(own_and_children()) - cpu_before[0], of_process(server) - cpu_before[1]
+    return {"preset": preset, "label": label, "seconds": seconds, "ours": ours,
+            "served": served, "files": result.files,
             "bytes": result.bytes_in, "written": result.objects_written,
             "skipped": result.objects_skipped, "reused": result.objects_reused,
             "stored": result.bytes_written, "workers": workers}
@@ -210,7 +215,8 @@ def report(row: dict, local: dict, base: dict | None) -> None:
     size = f"{int(row['stored']) / int(row['bytes']):6.3f}" if row["written"] else f"{'-':>6}"
     print(f"{row['preset']:<9} {row['label']:<24} {row['workers']:>7} {seconds:8.2f} "
           f"{int(row['files']) / seconds:8.0f} {mbs:7.1f} {share:9.0%} {faster} "
-          f"{row['written']:>7} {row['skipped']:>7} {row['reused']:>7} {size}")
+          f"{row['written']:>7} {row['skipped']:>7} {row['reused']:>7} {size} "
+          f"{row['ours']:8.2f} {row['served']:7.2f} {row['ours'] + row['served']:8.2f}")
 
 
 def main() -> None:
@@ -239,14 +245,14 @@ def run(args: argparse.Namespace, work: Path) -> None:
           f"{platform.python_version()}, boto3 {boto3.__version__}, SHA-1, chunking 4/8/16 MiB")
     os.environ.update(AWS_ACCESS_KEY_ID=BENCH_ACCESS, AWS_SECRET_ACCESS_KEY=BENCH_SECRET,
                       AWS_EC2_METADATA_DISABLED="true")
-    with seaweedfs(work / "seaweedfs") as endpoint:
+    with seaweedfs(work / "seaweedfs") as (endpoint, server):
         version = subprocess.run([str(Path(sys.executable).parent / "weed"), "version"],
                                  capture_output=True, text=True).stdout.split("\n")[0]
         print(f"S3: SeaweedFS weed mini on loopback ({version.strip()}), endpoint {endpoint}, "
               f"SigV4, path-style, acl public-read, parallelism {args.parallelism}")
         print(f"\n{'preset':<9} {'run':<24} {'workers':>7} {'seconds':>8} {'files/s':>8} "
               f"{'MB/s':>7} {'of local':>9} {'vs zlib-6':>9} {'written':>7} {'skipped':>7} "
-              f"{'reused':>7} {'size':>6}")
+              f"{'reused':>7} {'size':>6} {'CPU ours':>8} {'server':>7} {'all':>8}")
         base: dict[str, dict] = {}
         for n, preset in enumerate(args.presets.split(",")):
             seconds = limit(src, preset)
@@ -254,7 +260,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
                   f"{seconds:8.2f} {total['files'] / seconds:8.0f} "
                   f"{total['bytes'] / seconds / 1e6:7.1f}")
             local = timed_publish(LocalStorage(work / f"local-{preset}"), work, src, preset,
-                                  "local directory", f"cache-local-{preset}")
+                                  "local directory", f"cache-local-{preset}", server)
             report(local, local, base.get("local"))
             settings = S3Settings.from_url_and_mapping(
                 f"s3://{BUCKET}/run{n}", {"endpoint": endpoint, "parallelism": args.parallelism})
@@ -265,10 +271,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
                   f"{seconds:8.2f} {total['files'] / seconds:8.0f} "
                   f"{total['bytes'] / seconds / 1e6:7.1f} {float(local['seconds']) / seconds:9.0%}")
             first = timed_publish(S3Storage(settings, FQRN), work, src, preset, "S3",
-                                  f"cache-s3-{preset}")
+                                  f"cache-s3-{preset}", server)
             report(first, local, base.get("s3"))
             again = timed_publish(S3Storage(settings, FQRN), work, src, preset,
-                                  "S3 re-publish, unchanged", f"cache-s3-{preset}",
+                                  "S3 re-publish, unchanged", f"cache-s3-{preset}", server,
                                   create=False)
             report(again, local, None)
             print(f"{preset:<9} {'(re-publish / first S3)':<24} {'':>7} "
@@ -279,7 +285,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
           "(goal for S3: >= 50 %); re-publish goal: <= 10 % of the first; 'written' objects "
           "were uploaded, 'skipped' were there already, 'reused' were known to the content "
           "index or the stat shortcut (neither read nor compressed); size = stored / source "
-          "bytes of what was written.")
+          "bytes of what was written; CPU seconds of this process with its workers, of the "
+          "S3 server, and both: on few cores the server's share bounds the S3 runs.")
 
 
 if __name__ == "__main__":

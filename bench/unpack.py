@@ -44,7 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cputime import own_and_children  # noqa: E402
+from cputime import of_process, own_and_children  # noqa: E402
 
 from cvmfs_publisher.backends.native import NativePublisher  # noqa: E402
 from cvmfs_publisher.cvmfs.compression import PRESETS  # noqa: E402
@@ -256,9 +256,7 @@ def main() -> None:
 
 def cpu_seconds(registry: int) -> tuple[float, float, float]:
     """``own_and_children`` and the CPU time of the registry serving the layers."""
-    fields = Path(f"/proc/{registry}/stat").read_text().rsplit(")", 1)[1].split()
-    served = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-    return (*own_and_children(), served)
+    return (*own_and_children(), of_process(registry))
 
 
 def run_ours(run_dir: Path, ref: str, preset: str,

@@ -8,6 +8,7 @@ its own key prefix in the shared bucket. Fault tests stop and restart it with
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from cvmfs_publisher.storage.base import Storage
 from cvmfs_publisher.storage.s3 import S3Settings, S3Storage
 
 from .s3kit import ACCESS_KEY, BUCKET, FQRN, SECRET_KEY, SeaweedServer, write_tree
+from .wiretap import Wiretap
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +56,19 @@ def s3_settings(seaweed: SeaweedServer, s3_env: None) -> S3Settings:
         {"endpoint": seaweed.endpoint, "region": "us-east-1", "max_attempts": 2,
          "connect_timeout": 2, "read_timeout": 10, "parallelism": 8},
     )
+
+
+@pytest.fixture
+def wiretap(seaweed: SeaweedServer) -> Iterator[Wiretap]:
+    """A recording proxy in front of the server (``wiretap.py``)."""
+    with Wiretap(seaweed.endpoint) as tap:
+        yield tap
+
+
+@pytest.fixture
+def tapped_settings(s3_settings: S3Settings, wiretap: Wiretap) -> S3Settings:
+    """``s3_settings``, reaching the server through ``wiretap``."""
+    return dataclasses.replace(s3_settings, endpoint_url=wiretap.endpoint)
 
 
 @pytest.fixture

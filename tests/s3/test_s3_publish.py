@@ -27,6 +27,7 @@ from .s3kit import (
     published_files,
     sample_files,
 )
+from .wiretap import Seen, Wiretap, slow_down
 
 MiB = 1 << 20
 
@@ -50,15 +51,21 @@ def test_publish_verify_and_read_back(s3_repo, s3_storage, publish, seaweed):
     assert f"{prefix}/{FQRN}/.cvmfspublished" in {o["Key"] for o in raw["Contents"]}
 
 
-def test_second_publish_keeps_first_and_uploads_no_object_twice(s3_repo, s3_storage, publish):
+def test_second_publish_keeps_first_and_uploads_no_object_twice(tapped_settings, wiretap,
+                                                                new_repo, publish):
+    s3_storage = S3Storage(tapped_settings, FQRN)
+    s3_repo = new_repo(s3_storage)
+    s3_repo.create()
     first = sample_files("a")
     publish(s3_repo, "/sw/a", first)
     before = set(s3_storage.list("data/"))
-    puts = _record_put_headers(s3_storage)
+    start = wiretap.mark()
     second = {**sample_files("a"), "new.txt": b"new\n"}
     result = publish(s3_repo, "/sw/b", second)
     assert result.revision == 2
-    put_keys = {url.split(f"/{FQRN}/", 1)[1].split("?")[0] for url, _ in puts}
+    put_keys = {seen.path.split(f"/{FQRN}/", 1)[1] for seen in wiretap.seen[start:]
+                if seen.method == "PUT"}
+    assert any(key.startswith("data/") for key in put_keys)  # the new file's object
     assert put_keys & before == set()  # content addressing: existing objects are not re-sent
     assert ".cvmfspublished" in put_keys
     assert published_files(s3_repo, "/sw/a") == first
@@ -119,32 +126,21 @@ def test_headers_and_acl_as_upstream(s3_repo, s3_storage, publish):
     assert obj.headers["Cache-Control"] == "max-age=259200"
 
 
-def _record_put_headers(storage: S3Storage) -> list[tuple[str, dict[str, str]]]:
-    seen: list[tuple[str, dict[str, str]]] = []
-
-    def hook(request, **_kwargs):
-        headers = {k.lower(): v.decode() if isinstance(v, bytes) else v
-                   for k, v in request.headers.items()}
-        seen.append((request.url, headers))
-
-    storage.client.meta.events.register("before-send.s3.PutObject", hook)
-    return seen
-
-
 @pytest.mark.parametrize("acl", ["public-read", None])
-def test_canned_acl_or_bucket_policy(s3_settings, new_repo, publish, acl):
+def test_canned_acl_or_bucket_policy(tapped_settings, wiretap, new_repo, publish, acl):
     """Default: every repository file carries x-amz-acl public-read (the lease never does);
     ``acl: none`` sends no ACL, for buckets whose policy grants anonymous reads."""
-    settings = dataclasses.replace(s3_settings, acl=acl)
+    settings = dataclasses.replace(tapped_settings, acl=acl)
     storage = S3Storage(settings, FQRN)
-    seen = _record_put_headers(storage)
     repo = new_repo(storage)
     repo.create()
     publish(repo, "/sw/acl", {"f": b"acl\n"})
-    acls = {url.rsplit("/", 1)[-1].split("?")[0]: h.get("x-amz-acl") for url, h in seen}
+    acls = {seen.path.rsplit("/", 1)[-1]: seen.headers.get("x-amz-acl")
+            for seen in wiretap.seen if seen.method == "PUT"}
     lease = acls.pop(".cvmfs_publish_lease")
     assert lease is None
-    assert acls and set(acls.values()) == {acl}
+    assert {".cvmfspublished", ".cvmfswhitelist"} <= set(acls) and len(acls) >= 6
+    assert set(acls.values()) == {acl}
     assert requests.get(f"{storage.public_url()}/.cvmfspublished", timeout=10).ok
 
 
@@ -240,7 +236,9 @@ def test_credentials_from_aws_file_and_profile(s3_settings, monkeypatch, tmp_pat
                      f"aws_secret_access_key = {SECRET_KEY}\n")
     creds.chmod(0o600)
     settings = dataclasses.replace(s3_settings, credentials_file=creds, profile="cvmfs")
-    assert S3Storage(settings, FQRN).exists(MANIFEST)
+    storage = S3Storage(settings, FQRN)
+    assert storage.exists(MANIFEST)
+    storage.put("data/ab/" + "f" * 38, b"profile")  # the direct path signs with them too
     default = dataclasses.replace(s3_settings, credentials_file=creds)
     with pytest.raises(StorageError, match="rejected the credentials"):
         S3Storage(default, FQRN).get(MANIFEST)
@@ -248,7 +246,8 @@ def test_credentials_from_aws_file_and_profile(s3_settings, monkeypatch, tmp_pat
         S3Storage(dataclasses.replace(settings, profile="nope"), FQRN)
 
 
-def test_credentials_from_upstream_s3_conf(s3_settings, monkeypatch, tmp_path, s3_repo):
+def test_credentials_from_upstream_s3_conf(tapped_settings, wiretap, monkeypatch, tmp_path,
+                                           s3_repo):
     """The same s3.conf a classic cvmfs_server uses works as a credentials file."""
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
@@ -256,8 +255,14 @@ def test_credentials_from_upstream_s3_conf(s3_settings, monkeypatch, tmp_path, s
     conf.write_text(f"CVMFS_S3_HOST=127.0.0.1\nCVMFS_S3_BUCKET={BUCKET}\n"
                     f"CVMFS_S3_ACCESS_KEY={ACCESS_KEY}\nCVMFS_S3_SECRET_KEY={SECRET_KEY}\n")
     conf.chmod(0o600)
-    settings = dataclasses.replace(s3_settings, credentials_file=conf)
-    assert S3Storage(settings, FQRN).exists(MANIFEST)
+    settings = dataclasses.replace(tapped_settings, credentials_file=conf)
+    storage = S3Storage(settings, FQRN)
+    assert storage.exists(MANIFEST)
+    key = "data/ab/" + "e" * 38
+    storage.put(key, b"signed with the s3.conf keys")
+    assert storage.get(key) == b"signed with the s3.conf keys"
+    put = next(seen for seen in wiretap.seen if seen.method == "PUT")
+    assert put.headers["user-agent"].startswith("cvmfs-publisher/")  # signed the direct way
 
 
 def test_missing_bucket(seaweed, s3_env):
@@ -271,10 +276,13 @@ def test_missing_bucket(seaweed, s3_env):
 def test_unreachable_endpoint_message(s3_env):
     settings = S3Settings.from_mapping({"url": "s3://cvmfs", "endpoint": "http://127.0.0.1:9",
                                         "max_attempts": 2})
-    with pytest.raises(StorageError) as info:
-        S3Storage(settings, FQRN).exists(MANIFEST)
-    assert str(info.value) == ("cannot reach S3 endpoint http://127.0.0.1:9 (bucket cvmfs): "
-                               "connection refused")
+    storage = S3Storage(settings, FQRN)
+    for ask in (lambda: storage.exists(MANIFEST), lambda: storage.put("data/ab/" + "c" * 38,
+                                                                      b"x")):
+        with pytest.raises(StorageError) as info:
+            ask()
+        assert str(info.value) == ("cannot reach S3 endpoint http://127.0.0.1:9 (bucket "
+                                   "cvmfs): connection refused")
 
 
 def test_keys_are_checked(s3_storage):
@@ -284,44 +292,75 @@ def test_keys_are_checked(s3_storage):
         "data", "ab", "c" * 38)
 
 
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
+def _slow_down_first(wiretap: Wiretap, times: int) -> list[str]:
+    """The first ``times`` PUTs get 503 SlowDown from the tap, never reaching the server;
+    the user agent of every PUT is listed."""
+    agents: list[str] = []
 
-    def stream(self, **_kwargs):
-        yield self.body
+    def answer(seen: Seen) -> tuple[int, bytes] | None:
+        if seen.method != "PUT":
+            return None
+        agents.append(seen.headers.get("user-agent", ""))
+        return slow_down(seen) if len(agents) <= times else None
+
+    wiretap.answer = answer
+    return agents
 
 
-def _throttle_first(storage: S3Storage, times: int) -> list[int]:
-    """The first ``times`` PUTs get 503 SlowDown without reaching the server."""
-    from botocore.awsrequest import AWSResponse
+def test_what_the_direct_put_cannot_take_goes_through_boto3(tapped_settings, wiretap):
+    """A server that refuses the direct PUT (here: its checksum header, as some S3 servers
+    do) but takes boto3's gets that PUT again from boto3, and every later one too."""
+    refused: list[str] = []
 
-    calls: list[int] = []
-    body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
-            b"<Message>Please reduce your request rate.</Message></Error>")
-
-    def hook(request, **_kwargs):
-        calls.append(1)
-        if len(calls) <= times:
-            return AWSResponse(request.url, 503, {"Content-Type": "application/xml"}, _Raw(body))
+    def answer(seen: Seen) -> tuple[int, bytes] | None:
+        if seen.method == "PUT" and seen.headers["user-agent"].startswith("cvmfs-publisher/"):
+            refused.append(seen.path)
+            return 400, b"<Error><Code>InvalidArgument</Code><Message>no</Message></Error>"
         return None
 
-    storage.client.meta.events.register("before-send.s3.PutObject", hook)
-    return calls
+    wiretap.answer = answer
+    storage = S3Storage(tapped_settings, FQRN)
+    keys = [f"data/ab/{n:038d}" for n in range(3)]
+    start = wiretap.mark()
+    for n, key in enumerate(keys):
+        storage.put(key, b"fallback %d" % n)
+    assert [storage.get(key) for key in keys] == [b"fallback %d" % n for n in range(3)]
+    puts = [seen for seen in wiretap.seen[start:] if seen.method == "PUT"]
+    assert len(refused) == 1 and len(puts) == 4  # one refused, then boto3 for all three
+    assert all(seen.headers["user-agent"].startswith("Boto3/") for seen in puts[1:])
 
 
-def test_throttling_is_retried_by_botocore(s3_settings):
-    key = "data/ab/" + "c" * 38
-    patient = S3Storage(dataclasses.replace(s3_settings, max_attempts=3), FQRN)
-    calls = _throttle_first(patient, 2)
-    patient.put(key, b"made it")
-    assert len(calls) == 3 and patient.get(key) == b"made it"
-    hasty = S3Storage(dataclasses.replace(s3_settings, max_attempts=2), FQRN)
-    _throttle_first(hasty, 5)
+def test_wrong_secret_on_the_direct_put(s3_settings, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
     with pytest.raises(StorageError) as info:
-        hasty.put(key, b"x")
+        S3Storage(s3_settings, FQRN).put("data/ab/" + "d" * 38, b"x")
+    assert str(info.value) == (f"S3 endpoint {s3_settings.endpoint} (bucket {BUCKET}) "
+                               "rejected the credentials (SignatureDoesNotMatch)")
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["direct", "boto3"])
+def test_throttling_is_retried(tapped_settings, wiretap, conditional):
+    """Objects go the direct way (``direct_put``), conditional PUTs through boto3: both
+    retry a 503 up to ``max_attempts`` and then say how often they tried."""
+    key = "data/ab/" + "c" * 38
+
+    def put(storage: S3Storage, data: bytes) -> None:
+        if conditional:
+            storage.conditional_put(key, data, {}, acl=False, if_none_match=True)
+        else:
+            storage.put(key, data)
+
+    patient = S3Storage(dataclasses.replace(tapped_settings, max_attempts=3), FQRN)
+    agents = _slow_down_first(wiretap, 2)
+    put(patient, b"made it")
+    assert len(agents) == 3 and patient.get(key) == b"made it"
+    assert all(a.startswith("Boto3/") == conditional for a in agents), agents
+    hasty = S3Storage(dataclasses.replace(tapped_settings, max_attempts=2), FQRN)
+    _slow_down_first(wiretap, 5)
+    with pytest.raises(StorageError) as info:
+        put(hasty, b"x")
     assert str(info.value) == (
-        f"S3 endpoint {s3_settings.endpoint} (bucket {BUCKET}) failed PUT {key} after 2 "
+        f"S3 endpoint {wiretap.endpoint} (bucket {BUCKET}) failed PUT {key} after 2 "
         "attempt(s): SlowDown (HTTP 503) Please reduce your request rate.")
 
 

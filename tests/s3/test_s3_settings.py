@@ -115,3 +115,25 @@ def test_credentials_file_problems(tmp_path: Path, monkeypatch):
     half.write_text("CVMFS_S3_ACCESS_KEY=abc\n")
     with pytest.raises(ConfigError, match="no CVMFS_S3_SECRET_KEY"):
         make_client(S3Settings.from_mapping({"bucket": "bkt", "credentials_file": str(half)}))
+
+
+@pytest.mark.parametrize(("mapping", "direct"), [
+    ({}, True),
+    ({"signature_version": "s3"}, False),  # SigV2: only botocore signs it
+    ({"retry_mode": "adaptive"}, False),  # client-side rate limiting: only botocore has it
+])
+def test_where_objects_skip_boto3(monkeypatch, mapping, direct):
+    """Object PUTs take the direct path (``direct_put``) only where it sends what boto3
+    would: the same URL, region and TLS checks, no proxy to go through."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = S3Settings.from_mapping({"bucket": "bkt", "region": "eu-west-1", **mapping})
+    put = S3Storage(settings, "sw.example.org")._direct_put()
+    assert (put is not None) == direct
+    if put is not None:  # AWS itself: virtual-hosted, HTTPS with certificate checks
+        assert put.bucket_url == "https://bkt.s3.eu-west-1.amazonaws.com"
+        assert put.region == "eu-west-1" and put.pool.ca_certs
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
+    assert S3Storage(settings, "sw.example.org")._direct_put() is None

@@ -2,8 +2,9 @@
 
 Modules, by concern: ``settings`` (``S3Settings``, s3:// URLs), ``client`` (credentials
 and the boto3 client), ``storage`` (``S3Storage``: get, put, list, delete, the manifest
-switch), ``lease`` (the publish lock), ``boto_errors`` (botocore failures to one-line
-messages), ``probe`` (does the server honour conditional writes?). Code above the storage
+switch), ``direct_put`` (object PUTs without boto3's per-call cost), ``lease`` (the publish
+lock), ``boto_errors`` (botocore failures to one-line messages), ``probe`` (does the server
+honour conditional writes?). Code above the storage
 layer opens buckets through ``cvmfs_publisher.storage.open_storage``; these names stay
 importable from here for tests, benchmarks and tools.
 """

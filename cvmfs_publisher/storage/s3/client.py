@@ -12,12 +12,14 @@ import configparser
 import logging
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import botocore.session
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ProfileNotFound
 
 from ...errors import ConfigError
@@ -72,8 +74,22 @@ def _check_ini(path: Path) -> None:
                           "nor an upstream s3.conf") from None
 
 
+@dataclass(frozen=True)
+class Connection:
+    """The client, and what ``direct_put`` needs to sign and send as it would."""
+
+    client: Any
+    credentials: Credentials | None  # None: none found (the client's calls will say so)
+    ca_bundle: str | None  # AWS_CA_BUNDLE or the profile's ca_bundle; None: botocore's
+
+
 def make_client(settings: S3Settings) -> Any:
     """A thread-safe boto3 S3 client with retries, timeouts and a pool sized to parallelism."""
+    return connect(settings).client
+
+
+def connect(settings: S3Settings) -> Connection:
+    """``make_client``, and the credentials and CA bundle the client was given."""
     shared_file, explicit = _file_credentials(settings)
     core = botocore.session.Session(profile=settings.profile)
     if shared_file:
@@ -93,8 +109,12 @@ def make_client(settings: S3Settings) -> Any:
     )
     try:
         session = boto3.Session(botocore_session=core)
-        return session.client("s3", endpoint_url=settings.endpoint_url, config=config,
-                              **explicit)
+        client = session.client("s3", endpoint_url=settings.endpoint_url, config=config,
+                                **explicit)
+        credentials = (Credentials(explicit["aws_access_key_id"],
+                                   explicit["aws_secret_access_key"])
+                       if explicit else core.get_credentials())
+        return Connection(client, credentials, core.get_config_variable("ca_bundle"))
     except ProfileNotFound:
         raise ConfigError(f"AWS profile {settings.profile!r} not found") from None
     except BotoCoreError as exc:

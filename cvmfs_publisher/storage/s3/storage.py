@@ -13,23 +13,29 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError
 
 from ...errors import ObjectNotFound, StorageError, UsageError
 from ..base import MANIFEST, REFLOG, Capabilities, LockInfo, ObjectStream, Storage
 from ..key_names import check_key, check_put_key
 from . import lease as leases
 from .boto_errors import Forbidden, PreconditionFailed, S3Calls
-from .client import make_client
+from .client import Connection, connect
+from .direct_put import Declined, DirectPut
 from .probe import probe_conditional_writes
 from .settings import S3Settings
 
 DOT_CVMFS_HEADERS = {"ContentType": "application/x-cvmfs", "CacheControl": "max-age=61"}
 OBJECT_HEADERS = {"ContentType": "application/octet-stream", "CacheControl": "max-age=259200"}
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
+
+log = logging.getLogger(__name__)
 
 
 def headers_for(key: str) -> dict[str, str]:
@@ -49,7 +55,9 @@ class S3Storage(Storage):
         self.fqrn = fqrn
         self.read_only = read_only
         self.base = settings.repository_prefix(fqrn) + "/"
-        self.client = client if client is not None else make_client(settings)
+        self.connection = Connection(client, None, None) if client is not None else connect(
+            settings)
+        self.client = self.connection.client
         self.transfer = TransferConfig(
             multipart_threshold=settings.multipart_threshold,
             multipart_chunksize=settings.multipart_chunksize,
@@ -57,6 +65,9 @@ class S3Storage(Storage):
         )
         self.call = S3Calls(settings, self.location)
         self._lease: leases.Lease | None = None
+        self._direct: DirectPut | None = None  # None: boto3 does every PUT
+        self._direct_tried = False
+        self._direct_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: S3Settings, fqrn: str, *, read_only: bool = False
@@ -213,9 +224,35 @@ class S3Storage(Storage):
             self.call("PUT", key, self.client.upload_fileobj, io.BytesIO(data),
                       self.bucket, full, ExtraArgs=extra, Config=self.transfer)
             return ""
+        direct = self._direct_put() if not conditions else None
+        declined = None
+        if direct is not None:
+            try:
+                return self.call("PUT", key, direct.put, full, data, extra)
+            except Declined as exc:
+                declined = exc
         response = self.call("PUT", key, self.client.put_object, Key=full, Body=data,
                              **extra, **(conditions or {}))
+        if declined is not None:  # boto3 could: this server wants what only boto3 does
+            log.info("%s answered a direct PUT with %s and accepted boto3's: every PUT goes "
+                     "through boto3 from now on", self.call.where, declined)
+            self._direct = None
         return str(response.get("ETag", ""))
+
+    def _direct_put(self) -> DirectPut | None:
+        """The lean PUT path (``direct_put``), set up on first use: it needs a presigned
+        URL, hence credentials, which a read-only storage may never have."""
+        with self._direct_lock:
+            if not self._direct_tried:
+                self._direct_tried = True
+                connection = self.connection
+                try:
+                    self._direct = DirectPut.for_storage(
+                        connection.client, connection.credentials, self.settings,
+                        connection.ca_bundle)
+                except (BotoCoreError, ValueError) as exc:
+                    log.debug("no direct PUTs to %s: %s", self.call.where, exc)
+            return self._direct
 
     def delete(self, key: str) -> None:
         self.check_writable()
