@@ -7,6 +7,8 @@ modules import them by a unique name (every directory's conftest is module ``con
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 import json
 import os
 import shutil
@@ -23,6 +25,10 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from cvmfs_publisher.engine.repository import NativeRepository
 
@@ -30,7 +36,7 @@ ACCESS_KEY = "testaccesskey"
 SECRET_KEY = "testsecretkey"
 BUCKET = "cvmfs"
 FQRN = "sw.example.org"
-SERVICES = ("master", "volume", "filer", "s3", "admin")
+SERVICES = ("master", "volume", "filer", "s3", "admin", "s3https")
 GRPC_OFFSET = 10000
 
 S3_CONFIG = {"identities": [
@@ -88,6 +94,15 @@ class SeaweedServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports['s3']}"
 
+    @property
+    def https_endpoint(self) -> str:
+        """The same S3 service over TLS, its certificate signed by ``ca_file``'s CA."""
+        return f"https://127.0.0.1:{self.ports['s3https']}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.root / "tls" / "ca.pem"
+
     def command(self) -> list[str]:
         p = self.ports
         return [
@@ -98,12 +113,15 @@ class SeaweedServer:
             f"-s3.config={self.root / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-s3.autoCreateBucket=false", "-webdav=false", "-admin.ui=false",
             "-master.telemetry=false", f"-bucket={BUCKET}",
+            f"-s3.port.https={p['s3https']}", f"-s3.cert.file={self.root / 'tls' / 'server.pem'}",
+            f"-s3.key.file={self.root / 'tls' / 'server.key'}",
         ]
 
     def prepare(self) -> None:
         for sub in ("data", "logs", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "s3.json").write_text(json.dumps(S3_CONFIG))
+        write_tls(self.root / "tls")
         self.ports = dict(zip(SERVICES, free_port_pairs(len(SERVICES)), strict=True))
 
     def start(self, timeout: float = 30) -> None:
@@ -161,6 +179,35 @@ class SeaweedServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def write_tls(directory: Path) -> None:
+    """A test CA (``ca.pem``) and a certificate for 127.0.0.1 it signed (``server.*``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, server_key = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                          for _ in range(2))
+
+    def issue(subject: str, key: rsa.RSAPrivateKey, issuer: str, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=2))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    pem = serialization.Encoding.PEM
+    (directory / "ca.pem").write_bytes(issue("test CA", ca_key, "test CA", True).public_bytes(pem))
+    server = issue("127.0.0.1", server_key, "test CA", False)
+    (directory / "server.pem").write_bytes(server.public_bytes(pem))
+    (directory / "server.key").write_bytes(server_key.private_bytes(
+        pem, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    (directory / "server.key").chmod(0o600)
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:

@@ -376,3 +376,20 @@ def test_garbage_collection_over_s3(s3_repo, s3_storage, publish):
     assert published_files(s3_repo, "/sw/a") == {"new.txt": b"new content\n"}
     report = s3_repo.verify()
     assert report.ok, report.problems
+
+
+def test_https_with_the_configured_ca_bundle(s3_settings, seaweed, monkeypatch):
+    """Over TLS the direct PUTs check the server's certificate against the CA bundle boto3
+    uses (``AWS_CA_BUNDLE``); without it this test CA is unknown and nothing is stored."""
+    settings = dataclasses.replace(s3_settings, endpoint_url=seaweed.https_endpoint)
+    key = "data/ab/" + "1" * 38
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with pytest.raises(StorageError) as info:
+        S3Storage(settings, FQRN).put(key, b"over TLS")
+    assert "certificate verify failed" in str(info.value) and "\n" not in str(info.value)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(seaweed.ca_file))
+    storage = S3Storage(settings, FQRN)
+    storage.put(key, b"over TLS")
+    direct = storage._direct_put()
+    assert direct is not None and direct.pool.ca_certs == str(seaweed.ca_file)
+    assert storage.get(key) == b"over TLS"
