@@ -192,7 +192,8 @@ def limit(src: Path, preset: str) -> float:
 
 def s3_limit(storage: S3Storage, src: Path, preset: str, workers: int) -> float:
     """Seconds to PUT the preset's objects of every file (compressed beforehand, no
-    repository work) with ``workers`` threads: what this S3 server takes at best."""
+    repository work) with ``workers`` threads and the storage's own PUT path
+    (``direct_put``): what this S3 server and our client take at best, sharing the cores."""
     deflate = deflater(preset)
     objects = []
     for path in sorted(p for p in src.rglob("*") if p.is_file()):
