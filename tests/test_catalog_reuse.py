@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -304,3 +306,31 @@ def test_catalogs_inside_a_changed_release_are_kept(tmp_path: Path) -> None:
     (src / "b" / "bin" / "tool").write_text("a new tool\n")
     assert publish_kept(repo, src / "b", "/src/b")[0] == set()  # bin/sub: dropped unrecorded
     same_as_from_scratch(repo, src, tmp_path / "oracle4")
+
+
+def index_prints(repo: NativeRepository) -> tuple[set[bytes], set[bytes]]:
+    """(prints of the catalogs the index knows, prints its source rows lead to)."""
+    file = content_index.ContentIndex.for_storage(repo.options.cache_dir,
+                                                  repo.storage.location).file
+    with closing(sqlite3.connect(file)) as conn:
+        return ({row[0] for row in conn.execute("SELECT print FROM catalog_prints")},
+                {row[0] for row in conn.execute("SELECT print FROM source_prints")})
+
+
+def test_gc_forgets_the_source_rows_of_the_catalogs_it_collects(tmp_path: Path) -> None:
+    """A source row is used only with a catalog row of the same print: once gc deletes a
+    catalog, its source rows are dead weight and go too, the live ones stay."""
+    src = make_src(tmp_path / "src")
+    repo = make_repo(tmp_path)
+    publish_source(repo, src)
+    add_file(src / "b")  # revision 2 writes b's catalog again
+    publish_source(repo, src)
+    (src / "top.txt").write_text("top, again\n")  # revision 3: revision 1 becomes garbage
+    publish_source(repo, src)
+    catalogs, sources = index_prints(repo)
+    assert len(sources) == 4 and sources <= catalogs  # a, c, and both prints of b
+    plan = repo.gc(keep_revisions=1)
+    assert any(key.endswith("C") for key in plan.garbage)  # b's first catalog
+    catalogs, sources = index_prints(repo)
+    assert len(sources) == 3 and sources <= catalogs
+    assert publish_kept(repo, src)[0] == set(RELEASES)  # what is left still does its job

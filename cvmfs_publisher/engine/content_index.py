@@ -227,7 +227,8 @@ class ContentIndex:
         """The staged print a source subtree became, if this index saw it published.
 
         Stale rows are harmless: a print is used only together with a catalog of the
-        current head that has it (``catalog_print``), and gc forgets those.
+        current head that has it (``catalog_print``); gc forgets those, and with them the
+        source rows that no catalog row has the print of any more.
         """
         with self.lock:
             row = self.conn.execute("SELECT print FROM source_prints WHERE source = ?",
@@ -274,6 +275,9 @@ class ContentIndex:
             self.conn.executemany("DELETE FROM objects WHERE object = ?", gone)
             self.conn.executemany("DELETE FROM files WHERE object = ?", gone)
             self.conn.executemany("DELETE FROM catalog_prints WHERE catalog = ?", gone)
+            # a source row is used only with a catalog row of its print (``source_print``)
+            self.conn.execute("DELETE FROM source_prints WHERE print NOT IN "
+                              "(SELECT print FROM catalog_prints)")
             chunked = self.conn.execute(
                 "SELECT dir, name, chunks FROM files WHERE chunks IS NOT NULL").fetchall()
             self.conn.executemany("DELETE FROM files WHERE dir = ? AND name = ?", [
